@@ -1,0 +1,499 @@
+//! [`ByteReadChannel`]: the read half of a connection, with line, delimiter and typed reads.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use memchr::{memchr, memmem};
+
+use super::buffer::{self, CHUNK};
+use super::{IdleTimer, Source};
+use crate::error::{Error, Result};
+
+/// The default limit of [`ByteReadChannel::read_line`]: 1 MiB.
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 1 << 20;
+
+/// The read side of a connection: Ktor's `ByteReadChannel`.
+///
+/// It reads from the socket straight into its own buffer, only when that buffer cannot answer a
+/// call, and holds no buffer at all while it waits on an idle connection.
+///
+/// # Cancel safety
+/// Every `async` method here is cancel-safe: a future dropped before it completes consumes
+/// nothing, and the bytes that arrived meanwhile stay buffered for the next call.
+///
+/// # Example
+/// ```
+/// # use asock::{a_socket, SelectorManager};
+/// # let selector = SelectorManager::builder().threads(1).build()?;
+/// # selector.run_blocking(async {
+/// # let server = a_socket(&selector).tcp().bind("127.0.0.1:0").await?;
+/// # let addr = server.local_address().clone();
+/// # let sel = selector.clone();
+/// # selector.launch(async move {
+/// #     let s = a_socket(&sel).tcp().connect(addr).await.unwrap();
+/// #     s.open_write_channel(true).write_str("hello\r\nworld").await.unwrap();
+/// # });
+/// let socket = server.accept().await?;
+/// let mut input = socket.open_read_channel();
+/// assert_eq!(input.read_utf8_line().await?.as_deref(), Some("hello"));
+/// assert_eq!(input.read_utf8_line().await?.as_deref(), Some("world"));
+/// assert_eq!(input.read_utf8_line().await?, None);
+/// # Ok::<(), asock::Error>(())
+/// # })?;
+/// # Ok::<(), asock::Error>(())
+/// ```
+pub struct ByteReadChannel {
+    src: Arc<dyn Source>,
+    /// Buffered bytes are `buf[start..end]`; `buf` is empty while idle.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// How many buffered bytes from `start` are known not to hold the delimiter being searched.
+    scanned: usize,
+    eof: bool,
+    cancelled: bool,
+    notified: bool,
+    max_line: usize,
+    idle: IdleTimer,
+}
+
+impl std::fmt::Debug for ByteReadChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByteReadChannel")
+            .field("available", &self.available_for_read())
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A region of the buffer found by a search: the content and how far to consume.
+struct Found {
+    start: usize,
+    end: usize,
+}
+
+macro_rules! typed_reads {
+    ($($t:ty => $be:ident, $le:ident;)*) => {$(
+        #[doc = concat!("Reads a big-endian (network order) `", stringify!($t), "`.")]
+        pub async fn $be(&mut self) -> Result<$t> {
+            Ok(<$t>::from_be_bytes(self.read_array().await?))
+        }
+        #[doc = concat!("Reads a little-endian `", stringify!($t), "`.")]
+        pub async fn $le(&mut self) -> Result<$t> {
+            Ok(<$t>::from_le_bytes(self.read_array().await?))
+        }
+    )*};
+}
+
+impl ByteReadChannel {
+    pub(crate) fn new(src: Arc<dyn Source>) -> Self {
+        ByteReadChannel {
+            src,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            scanned: 0,
+            eof: false,
+            cancelled: false,
+            notified: false,
+            max_line: DEFAULT_MAX_LINE_LENGTH,
+            idle: IdleTimer::default(),
+        }
+    }
+
+    /// The longest line (or [`read_until`](Self::read_until) record) accepted, in bytes,
+    /// without its terminator. Default [`DEFAULT_MAX_LINE_LENGTH`].
+    pub fn max_line_length(&self) -> usize {
+        self.max_line
+    }
+
+    /// Sets the longest line accepted. A peer that sends more without a terminator gets
+    /// [`Error::LineTooLong`], and the channel never buffers much more than this for a line.
+    pub fn set_max_line_length(&mut self, limit: usize) {
+        self.max_line = limit.max(1);
+    }
+
+    /// Bytes buffered and readable without waiting.
+    pub fn available_for_read(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether nothing more can be read: end of stream reached and buffer empty, or cancelled.
+    pub fn is_closed_for_read(&self) -> bool {
+        self.cancelled || (self.eof && self.start == self.end)
+    }
+
+    /// Stops reading: buffered bytes are dropped and every later read fails with
+    /// [`Error::Closed`].
+    pub fn cancel(&mut self) {
+        self.cancelled = true;
+        self.release();
+        self.start = 0;
+        self.end = 0;
+        self.scanned = 0;
+        self.notify_finished();
+    }
+
+    /// Waits until at least one byte is buffered (`true`) or the stream ended (`false`).
+    pub async fn await_content(&mut self) -> Result<bool> {
+        poll_fn(|cx| self.poll_ensure(cx, 1)).await
+    }
+
+    /// Reads a line as bytes, without its `\n` or `\r\n`, borrowing the channel's buffer (no
+    /// copy). At end of stream an unterminated last line is returned, then `None`.
+    ///
+    /// A line longer than [`max_line_length`](Self::max_line_length) fails with
+    /// [`Error::LineTooLong`] and consumes nothing.
+    pub async fn read_line(&mut self) -> Result<Option<&[u8]>> {
+        let found = poll_fn(|cx| self.poll_find(cx, b"\n", true)).await?;
+        Ok(found.map(|f| &self.buf[f.start..f.end]))
+    }
+
+    /// Reads a line as text, like Ktor's `readUTF8Line`: `\n` and `\r\n` both end a line, the
+    /// terminator is not returned, an unterminated last line is returned at end of stream, and
+    /// `None` comes after that.
+    ///
+    /// Errors: [`Error::LineTooLong`] (nothing consumed), [`Error::InvalidUtf8`] (the line is
+    /// consumed and its bytes are in the error).
+    pub async fn read_utf8_line(&mut self) -> Result<Option<String>> {
+        match self.read_line().await? {
+            None => Ok(None),
+            Some(line) => match std::str::from_utf8(line) {
+                Ok(s) => Ok(Some(s.to_owned())),
+                Err(e) => Err(Error::InvalidUtf8 {
+                    line: line.to_vec(),
+                    valid_up_to: e.valid_up_to(),
+                }),
+            },
+        }
+    }
+
+    /// Reads up to (not including) `delimiter`, which is consumed. At end of stream the rest is
+    /// returned if there is any, then `None`. Records are limited like lines.
+    pub async fn read_until(&mut self, delimiter: &[u8]) -> Result<Option<&[u8]>> {
+        if delimiter.is_empty() {
+            return Err(Error::Io {
+                op: "read_until",
+                source: io::Error::new(io::ErrorKind::InvalidInput, "empty delimiter"),
+            });
+        }
+        let found = poll_fn(|cx| self.poll_find(cx, delimiter, false)).await?;
+        Ok(found.map(|f| &self.buf[f.start..f.end]))
+    }
+
+    /// Fills `dst` completely, or fails with [`Error::UnexpectedEof`] (consuming nothing) if
+    /// the stream ends first.
+    pub async fn read_exact(&mut self, dst: &mut [u8]) -> Result<()> {
+        let n = dst.len();
+        if !poll_fn(|cx| self.poll_ensure(cx, n)).await? && n > 0 {
+            return Err(Error::UnexpectedEof {
+                needed: n,
+                got: self.available_for_read(),
+            });
+        }
+        dst.copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.consume(n);
+        Ok(())
+    }
+
+    /// Reads exactly `n` bytes into a new vector; see [`read_exact`](Self::read_exact).
+    pub async fn read_bytes(&mut self, n: usize) -> Result<Vec<u8>> {
+        let mut v = vec![0; n];
+        self.read_exact(&mut v).await?;
+        Ok(v)
+    }
+
+    /// Reads whatever is available, at least one byte, into `dst`; `Ok(0)` at end of stream
+    /// (or when `dst` is empty).
+    pub async fn read_available(&mut self, dst: &mut [u8]) -> Result<usize> {
+        poll_fn(|cx| self.poll_read_available(cx, dst)).await
+    }
+
+    /// Reads everything up to end of stream; fails with [`Error::TooMuchData`] (consuming
+    /// nothing) when more than `limit` bytes come.
+    pub async fn read_remaining(&mut self, limit: usize) -> Result<Vec<u8>> {
+        poll_fn(|cx| loop {
+            if self.available_for_read() > limit {
+                return Poll::Ready(Err(Error::TooMuchData { limit }));
+            }
+            if ready!(self.poll_fill(cx))? == 0 {
+                return Poll::Ready(Ok(()));
+            }
+        })
+        .await?;
+        let v = self.buf[self.start..self.end].to_vec();
+        self.consume(v.len());
+        Ok(v)
+    }
+
+    /// Skips up to `n` bytes; returns how many were skipped (fewer only at end of stream).
+    pub async fn discard(&mut self, n: u64) -> Result<u64> {
+        let mut left = n;
+        while left > 0 {
+            if self.available_for_read() == 0 && !poll_fn(|cx| self.poll_ensure(cx, 1)).await? {
+                break;
+            }
+            let k = (self.available_for_read() as u64).min(left) as usize;
+            self.consume(k);
+            left -= k as u64;
+        }
+        Ok(n - left)
+    }
+
+    /// Reads one byte.
+    pub async fn read_u8(&mut self) -> Result<u8> {
+        Ok(self.read_array::<1>().await?[0])
+    }
+
+    /// Reads one signed byte.
+    pub async fn read_i8(&mut self) -> Result<i8> {
+        Ok(self.read_array::<1>().await?[0] as i8)
+    }
+
+    typed_reads! {
+        u16 => read_u16, read_u16_le;
+        u32 => read_u32, read_u32_le;
+        u64 => read_u64, read_u64_le;
+        u128 => read_u128, read_u128_le;
+        i16 => read_i16, read_i16_le;
+        i32 => read_i32, read_i32_le;
+        i64 => read_i64, read_i64_le;
+        i128 => read_i128, read_i128_le;
+        f32 => read_f32, read_f32_le;
+        f64 => read_f64, read_f64_le;
+    }
+
+    /// Reads exactly `N` bytes.
+    pub async fn read_array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut a = [0; N];
+        self.read_exact(&mut a).await?;
+        Ok(a)
+    }
+
+    // ---- the machinery ----
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.scanned = self.scanned.saturating_sub(n);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            self.scanned = 0;
+        }
+    }
+
+    fn release(&mut self) {
+        buffer::give(std::mem::take(&mut self.buf));
+    }
+
+    fn notify_finished(&mut self) {
+        if !self.notified {
+            self.notified = true;
+            self.src.read_finished();
+        }
+    }
+
+    /// Makes room after `end`: takes a buffer, compacts, or grows.
+    fn make_room(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = buffer::take();
+            return;
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            self.scanned = 0;
+        }
+        if self.end < self.buf.len() {
+            return;
+        }
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        } else {
+            let len = self.buf.len() * 2;
+            self.buf.resize(len, 0);
+        }
+    }
+
+    /// Reads more bytes from the source into the buffer. `Ok(0)` means end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize>> {
+        if self.cancelled {
+            return Poll::Ready(Err(Error::Closed("read channel")));
+        }
+        if self.eof {
+            return Poll::Ready(Ok(0));
+        }
+        self.make_room();
+        let timeout = self.src.timeout();
+        match self.src.poll_read(cx, &mut self.buf[self.end..]) {
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                self.notify_finished();
+                Poll::Ready(Ok(0))
+            }
+            Poll::Ready(Ok(n)) => {
+                self.end += n;
+                self.idle.progress(timeout);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(Error::io("read", e))),
+            Poll::Pending => {
+                if self.start == self.end {
+                    self.release();
+                }
+                match self.idle.poll_expired(cx, timeout) {
+                    Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    /// Waits until `n` bytes are buffered (`true`) or the stream ended short of that (`false`).
+    fn poll_ensure(&mut self, cx: &mut Context<'_>, n: usize) -> Poll<Result<bool>> {
+        while self.available_for_read() < n {
+            if ready!(self.poll_fill(cx))? == 0 {
+                return Poll::Ready(Ok(false));
+            }
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    fn poll_read_available(&mut self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<Result<usize>> {
+        if dst.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.available_for_read() == 0 {
+            if dst.len() >= CHUNK && !self.eof && !self.cancelled {
+                // Big destination, nothing buffered: read straight into it.
+                let timeout = self.src.timeout();
+                return match self.src.poll_read(cx, dst) {
+                    Poll::Ready(Ok(0)) => {
+                        self.eof = true;
+                        self.notify_finished();
+                        Poll::Ready(Ok(0))
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.idle.progress(timeout);
+                        Poll::Ready(Ok(n))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(Error::io("read", e))),
+                    Poll::Pending => {
+                        self.release();
+                        match self.idle.poll_expired(cx, timeout) {
+                            Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
+                            Poll::Pending => Poll::Pending,
+                        }
+                    }
+                };
+            }
+            if !ready!(self.poll_ensure(cx, 1))? {
+                return Poll::Ready(Ok(0));
+            }
+        }
+        let n = dst.len().min(self.available_for_read());
+        dst[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.consume(n);
+        Poll::Ready(Ok(n))
+    }
+
+    /// Finds the next record ending in `delim` and consumes it with its delimiter; with
+    /// `strip_cr` a `\r` before the delimiter is left out of the record too.
+    fn poll_find(
+        &mut self,
+        cx: &mut Context<'_>,
+        delim: &[u8],
+        strip_cr: bool,
+    ) -> Poll<Result<Option<Found>>> {
+        let slack = delim.len() + usize::from(strip_cr);
+        loop {
+            let from = self.start + self.scanned;
+            let hay = &self.buf[from..self.end];
+            let hit = if delim.len() == 1 {
+                memchr(delim[0], hay)
+            } else {
+                memmem::find(hay, delim)
+            };
+            if let Some(i) = hit {
+                let at = from + i;
+                let mut end = at;
+                if strip_cr && end > self.start && self.buf[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                if end - self.start > self.max_line {
+                    return Poll::Ready(Err(Error::LineTooLong {
+                        limit: self.max_line,
+                    }));
+                }
+                let found = Found {
+                    start: self.start,
+                    end,
+                };
+                // Consume without resetting offsets: the caller borrows `buf[start..end]`.
+                self.start = at + delim.len();
+                self.scanned = 0;
+                return Poll::Ready(Ok(Some(found)));
+            }
+            let buffered = self.available_for_read();
+            self.scanned = buffered.saturating_sub(delim.len() - 1);
+            if buffered > self.max_line + slack - 1 {
+                return Poll::Ready(Err(Error::LineTooLong {
+                    limit: self.max_line,
+                }));
+            }
+            if ready!(self.poll_fill(cx))? == 0 {
+                if buffered == 0 {
+                    return Poll::Ready(Ok(None));
+                }
+                let found = Found {
+                    start: self.start,
+                    end: self.end,
+                };
+                self.start = self.end;
+                self.scanned = 0;
+                return Poll::Ready(Ok(Some(found)));
+            }
+        }
+    }
+}
+
+impl Drop for ByteReadChannel {
+    fn drop(&mut self) {
+        self.release();
+        self.notify_finished();
+    }
+}
+
+impl futures_io::AsyncRead for ByteReadChannel {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_read_available(cx, buf)
+            .map_err(io::Error::from)
+    }
+}
+
+impl futures_io::AsyncBufRead for ByteReadChannel {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        if ready!(this.poll_ensure(cx, 1)).map_err(io::Error::from)? {
+            Poll::Ready(Ok(&this.buf[this.start..this.end]))
+        } else {
+            Poll::Ready(Ok(&[]))
+        }
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        let amt = amt.min(this.available_for_read());
+        this.consume(amt);
+    }
+}

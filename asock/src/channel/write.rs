@@ -1,0 +1,293 @@
+//! [`ByteWriteChannel`]: the write half of a connection.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
+
+use super::{IdleTimer, Source};
+use crate::error::{Error, Result};
+
+/// Queued bytes past which a write waits for a flush (back-pressure), and the size above which
+/// a write goes straight to the socket instead of through the buffer.
+const FLUSH_AT: usize = 64 * 1024;
+/// How long a dropped channel may take to flush in the background when no socket timeout is set.
+const DROP_FLUSH_LIMIT: Duration = Duration::from_secs(30);
+
+/// The write side of a connection: Ktor's `ByteWriteChannel`.
+///
+/// Writes are buffered and sent by [`flush`](Self::flush), when 64 KiB are queued, or, with
+/// `auto_flush`, before each write call returns. When nothing is queued, a write goes straight
+/// from the caller's bytes to the socket, without a copy.
+///
+/// [`close`](Self::close) flushes and then shuts down the write half, which the peer sees as end
+/// of stream. Dropping the channel does the same in the background: nothing written is lost.
+///
+/// # Cancel safety
+/// The write methods are cancel-safe in the sense that matters: once a write call was polled,
+/// its bytes are either sent or queued in the channel, and a later `flush` or the drop sends
+/// them. `flush` and `close` can be retried.
+pub struct ByteWriteChannel {
+    src: Arc<dyn Source>,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    pos: usize,
+    auto_flush: bool,
+    closed: bool,
+    idle: IdleTimer,
+}
+
+impl std::fmt::Debug for ByteWriteChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByteWriteChannel")
+            .field("queued", &self.queued())
+            .field("auto_flush", &self.auto_flush)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! typed_writes {
+    ($($t:ty => $be:ident, $le:ident;)*) => {$(
+        #[doc = concat!("Writes a big-endian (network order) `", stringify!($t), "`.")]
+        pub async fn $be(&mut self, v: $t) -> Result<()> {
+            self.write_fully(&v.to_be_bytes()).await
+        }
+        #[doc = concat!("Writes a little-endian `", stringify!($t), "`.")]
+        pub async fn $le(&mut self, v: $t) -> Result<()> {
+            self.write_fully(&v.to_le_bytes()).await
+        }
+    )*};
+}
+
+impl ByteWriteChannel {
+    pub(crate) fn new(src: Arc<dyn Source>, auto_flush: bool) -> Self {
+        ByteWriteChannel {
+            src,
+            buf: Vec::new(),
+            pos: 0,
+            auto_flush,
+            closed: false,
+            idle: IdleTimer::default(),
+        }
+    }
+
+    /// Whether every write call flushes before it returns.
+    pub fn auto_flush(&self) -> bool {
+        self.auto_flush
+    }
+
+    /// Bytes written but not yet handed to the socket.
+    pub fn queued(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed_for_write(&self) -> bool {
+        self.closed
+    }
+
+    /// Writes all of `data`.
+    pub async fn write_fully(&mut self, data: &[u8]) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed("write channel"));
+        }
+        let mut rest = data;
+        if self.queued() == 0 && (self.auto_flush || data.len() >= FLUSH_AT) {
+            rest = poll_fn(|cx| Poll::Ready(self.write_direct(cx, data))).await?;
+        }
+        if !rest.is_empty() {
+            self.buf.extend_from_slice(rest);
+        }
+        if self.queued() > 0 && (self.auto_flush || self.queued() >= FLUSH_AT) {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a string's UTF-8 bytes.
+    pub async fn write_str(&mut self, s: &str) -> Result<()> {
+        self.write_fully(s.as_bytes()).await
+    }
+
+    /// Writes one byte.
+    pub async fn write_u8(&mut self, v: u8) -> Result<()> {
+        self.write_fully(&[v]).await
+    }
+
+    /// Writes one signed byte.
+    pub async fn write_i8(&mut self, v: i8) -> Result<()> {
+        self.write_fully(&v.to_be_bytes()).await
+    }
+
+    typed_writes! {
+        u16 => write_u16, write_u16_le;
+        u32 => write_u32, write_u32_le;
+        u64 => write_u64, write_u64_le;
+        u128 => write_u128, write_u128_le;
+        i16 => write_i16, write_i16_le;
+        i32 => write_i32, write_i32_le;
+        i64 => write_i64, write_i64_le;
+        i128 => write_i128, write_i128_le;
+        f32 => write_f32, write_f32_le;
+        f64 => write_f64, write_f64_le;
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        poll_fn(|cx| self.poll_flush_all(cx)).await
+    }
+
+    /// Flushes, then shuts down the write half: the peer reads end of stream. Later writes fail
+    /// with [`Error::Closed`]. Closing twice is fine.
+    pub async fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.flush().await?;
+        let r = poll_fn(|cx| self.src.poll_shutdown_write(cx)).await;
+        self.closed = true;
+        self.src.write_finished();
+        r.map_err(|e| Error::io("shutdown", e))
+    }
+
+    /// Writes from `data` while the socket takes it without waiting; returns the rest.
+    fn write_direct<'a>(&mut self, cx: &mut Context<'_>, mut data: &'a [u8]) -> Result<&'a [u8]> {
+        let timeout = self.src.timeout();
+        while !data.is_empty() {
+            match self.src.poll_write(cx, data) {
+                Poll::Ready(Ok(0)) => return Err(write_zero()),
+                Poll::Ready(Ok(n)) => {
+                    data = &data[n..];
+                    self.idle.progress(timeout);
+                }
+                Poll::Ready(Err(e)) => return Err(Error::io("write", e)),
+                Poll::Pending => break,
+            }
+        }
+        Ok(data)
+    }
+
+    /// Writes the queue out.
+    fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let timeout = self.src.timeout();
+        while self.pos < self.buf.len() {
+            match self.src.poll_write(cx, &self.buf[self.pos..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(write_zero())),
+                Poll::Ready(Ok(n)) => {
+                    self.pos += n;
+                    self.idle.progress(timeout);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("write", e))),
+                Poll::Pending => {
+                    return match self.idle.poll_expired(cx, timeout) {
+                        Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+        self.pos = 0;
+        self.buf.clear();
+        if self.buf.capacity() > 2 * FLUSH_AT {
+            self.buf = Vec::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        ready!(self.poll_write_queue(cx))?;
+        self.src.poll_flush(cx).map_err(|e| Error::io("flush", e))
+    }
+}
+
+fn write_zero() -> Error {
+    Error::io(
+        "write",
+        io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes"),
+    )
+}
+
+impl Drop for ByteWriteChannel {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        if self.queued() == 0 {
+            // The common case: shut down now if the source can do it without waiting.
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(_) = self.src.poll_shutdown_write(&mut cx) {
+                self.src.write_finished();
+                return;
+            }
+        }
+        let src = self.src.clone();
+        let buf = std::mem::take(&mut self.buf);
+        let pos = self.pos;
+        let limit = src.timeout().unwrap_or(DROP_FLUSH_LIMIT);
+        let manager = src.manager().clone();
+        let task = manager.launch(async move {
+            let mut ch = ByteWriteChannel {
+                src,
+                buf,
+                pos,
+                auto_flush: false,
+                closed: false,
+                idle: IdleTimer::default(),
+            };
+            // Errors have no one to go to: the peer is gone or too slow, and the socket closes.
+            let _ = crate::time::timeout(limit, ch.close()).await;
+            ch.closed = true;
+            ch.src.write_finished();
+        });
+        drop(task);
+    }
+}
+
+impl futures_io::AsyncWrite for ByteWriteChannel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.closed {
+            return Poll::Ready(Err(Error::Closed("write channel").into()));
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if this.queued() == 0 {
+            match this.src.poll_write(cx, data) {
+                Poll::Ready(Ok(n)) if n > 0 => return Poll::Ready(Ok(n)),
+                Poll::Ready(Ok(_)) => return Poll::Ready(Err(write_zero().into())),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if this.queued() >= FLUSH_AT {
+            ready!(this.poll_write_queue(cx)).map_err(io::Error::from)?;
+        }
+        let n = data.len().min(2 * FLUSH_AT - this.queued());
+        this.buf.extend_from_slice(&data[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_flush_all(cx).map_err(io::Error::from)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.closed {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(this.poll_flush_all(cx)).map_err(io::Error::from)?;
+        ready!(this.src.poll_shutdown_write(cx))?;
+        this.closed = true;
+        this.src.write_finished();
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,164 @@
+//! The one error type of asock.
+
+use std::io;
+
+use crate::address::SocketAddress;
+
+/// A specialised [`Result`](std::result::Result) for asock operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in asock.
+///
+/// Each variant has a message fit to show a user; where the operating system reported the
+/// failure, its [`io::Error`] is kept as the [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed; `op` names what was being done.
+    #[error("{op} failed: {source}")]
+    Io {
+        /// What asock was doing, e.g. `"read"`.
+        op: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A host name could not be resolved to any address.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The name that was looked up.
+        host: String,
+        /// Why the lookup failed.
+        #[source]
+        source: io::Error,
+    },
+    /// A text could not be parsed as a socket address.
+    #[error("invalid address {0:?}: expected host:port, [v6]:port or unix:PATH")]
+    InvalidAddress(String),
+    /// The peer refused the connection (nothing listens on that port).
+    #[error("connection refused by {addr}")]
+    ConnectionRefused {
+        /// The address that refused.
+        addr: SocketAddress,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The address is already used by another socket.
+    #[error("address {addr} is already in use")]
+    AddressInUse {
+        /// The address that was asked for.
+        addr: SocketAddress,
+        /// The operating system's error, if there was one.
+        #[source]
+        source: Option<io::Error>,
+    },
+    /// The peer reset the connection, or the pipe broke while writing.
+    #[error("connection reset by peer")]
+    ConnectionReset(#[source] io::Error),
+    /// A connection attempt did not complete within the connect timeout.
+    #[error("connect to {addr} timed out")]
+    ConnectTimeout {
+        /// The address that did not answer.
+        addr: SocketAddress,
+    },
+    /// A read or write made no progress within the socket timeout, or a `timeout` expired.
+    #[error("operation timed out")]
+    Timeout,
+    /// A line grew past the reader's limit without a line terminator.
+    ///
+    /// Nothing was consumed: the bytes of the line are still in the channel.
+    #[error("line longer than {limit} bytes")]
+    LineTooLong {
+        /// The limit that was exceeded, in bytes.
+        limit: usize,
+    },
+    /// A line was not valid UTF-8. The line was consumed; its bytes are kept here.
+    #[error("invalid UTF-8 in line (valid up to byte {valid_up_to})")]
+    InvalidUtf8 {
+        /// The raw bytes of the line, without its terminator.
+        line: Vec<u8>,
+        /// How many leading bytes of `line` are valid UTF-8.
+        valid_up_to: usize,
+    },
+    /// The stream ended before the requested number of bytes arrived.
+    #[error("unexpected end of stream: needed {needed} bytes, got {got}")]
+    UnexpectedEof {
+        /// Bytes requested.
+        needed: usize,
+        /// Bytes available when the stream ended.
+        got: usize,
+    },
+    /// More bytes arrived than the caller allowed.
+    #[error("more than {limit} bytes remain in the stream")]
+    TooMuchData {
+        /// The caller's limit.
+        limit: usize,
+    },
+    /// The socket, channel or selector was closed (locally) before or during the operation.
+    #[error("{0} is closed")]
+    Closed(&'static str),
+    /// The task was cancelled before it finished.
+    #[error("task was cancelled")]
+    Cancelled,
+    /// The task panicked; the panic message is kept.
+    #[error("task panicked: {0}")]
+    Panicked(String),
+}
+
+impl Error {
+    /// Wraps an OS error from operation `op`, picking a specific variant where one fits.
+    pub(crate) fn io(op: &'static str, source: io::Error) -> Error {
+        match source.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted => Error::ConnectionReset(source),
+            io::ErrorKind::TimedOut => Error::Timeout,
+            _ => match source.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+                // An asock error that went through an `io::Error` (e.g. via `AsyncRead`).
+                Some(_) => Error::from_io_wrapped(source),
+                None => Error::Io { op, source },
+            },
+        }
+    }
+
+    fn from_io_wrapped(source: io::Error) -> Error {
+        match source.into_inner().map(|e| e.downcast::<Error>()) {
+            Some(Ok(e)) => *e,
+            Some(Err(e)) => Error::Io {
+                op: "I/O",
+                source: io::Error::other(e),
+            },
+            None => Error::Io {
+                op: "I/O",
+                source: io::Error::other("unknown"),
+            },
+        }
+    }
+
+    /// The kind of I/O error this corresponds to, for use in `std::io` adapters.
+    pub fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Io { source, .. } | Error::ConnectionReset(source) => source.kind(),
+            Error::Resolve { .. } | Error::InvalidAddress(_) => io::ErrorKind::InvalidInput,
+            Error::ConnectionRefused { .. } => io::ErrorKind::ConnectionRefused,
+            Error::AddressInUse { .. } => io::ErrorKind::AddrInUse,
+            Error::ConnectTimeout { .. } | Error::Timeout => io::ErrorKind::TimedOut,
+            Error::LineTooLong { .. } | Error::InvalidUtf8 { .. } | Error::TooMuchData { .. } => {
+                io::ErrorKind::InvalidData
+            }
+            Error::UnexpectedEof { .. } => io::ErrorKind::UnexpectedEof,
+            Error::Closed(_) => io::ErrorKind::NotConnected,
+            Error::Cancelled | Error::Panicked(_) => io::ErrorKind::Other,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e {
+            Error::Io { source, .. } | Error::ConnectionReset(source) => source,
+            other => io::Error::new(other.io_kind(), other),
+        }
+    }
+}

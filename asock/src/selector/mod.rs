@@ -1,0 +1,352 @@
+//! The runtime: [`SelectorManager`] owns event-loop threads; tasks, readiness and timers run on
+//! them. It knows nothing of sockets: they register through [`io::IoSource`].
+
+pub(crate) mod event_loop;
+pub(crate) mod io;
+pub(crate) mod timer;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread, ThreadId};
+use std::time::Duration;
+
+use event_loop::{with_current, LoopConfig, LoopShared};
+
+use crate::error::{Error, Result};
+
+static NEXT_MANAGER_ID: AtomicUsize = AtomicUsize::new(1);
+
+/// A group of event loops, one thread each, that drive sockets and run tasks.
+///
+/// Ktor's `SelectorManager`. Cloning is cheap and gives another handle to the same loops; the
+/// loops stop when [`close`](Self::close) is called or the last handle is dropped.
+///
+/// A connection's task, its readiness and its wakers stay on one loop, so the hot path takes no
+/// lock and makes no cross-thread wake-up.
+///
+/// ```
+/// use asock::SelectorManager;
+/// let selector = SelectorManager::builder().threads(1).build()?;
+/// let answer = selector.run_blocking(async {
+///     let task = selector.launch(async { 6 * 7 });
+///     task.await
+/// })?;
+/// assert_eq!(answer, 42);
+/// # Ok::<(), asock::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct SelectorManager {
+    shared: Arc<ManagerShared>,
+}
+
+struct ManagerShared {
+    id: usize,
+    loops: Vec<Arc<LoopShared>>,
+    next: AtomicUsize,
+    threads: Mutex<Vec<(ThreadId, thread::JoinHandle<()>)>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for SelectorManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelectorManager")
+            .field("id", &self.shared.id)
+            .field("threads", &self.shared.loops.len())
+            .finish()
+    }
+}
+
+/// Settings for a [`SelectorManager`]; see [`SelectorManager::builder`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    threads: usize,
+    name: String,
+    busy_poll: Option<Duration>,
+}
+
+impl Builder {
+    /// Number of event-loop threads (default: one per available core).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n.max(1);
+        self
+    }
+
+    /// Name prefix of the loop threads (default `asock-loop`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Latency mode: after its last event a loop keeps polling without blocking for `spin`
+    /// before it parks in `epoll_wait`. Waking a parked thread can cost tens of microseconds on
+    /// virtual machines; spinning trades a bounded amount of CPU for lower round-trip latency.
+    pub fn busy_poll(mut self, spin: Duration) -> Self {
+        self.busy_poll = (!spin.is_zero()).then_some(spin);
+        self
+    }
+
+    /// Starts the loops.
+    pub fn build(self) -> Result<SelectorManager> {
+        let id = NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed);
+        let config = LoopConfig {
+            busy_poll: self.busy_poll,
+        };
+        let mut loops = Vec::with_capacity(self.threads);
+        let mut threads = Vec::with_capacity(self.threads);
+        let start = |i: usize| -> std::io::Result<(Arc<LoopShared>, thread::JoinHandle<()>)> {
+            let poll = mio::Poll::new()?;
+            let shared = LoopShared::new(&poll, id)?;
+            let for_thread = shared.clone();
+            let handle = thread::Builder::new()
+                .name(format!("{}-{i}", self.name))
+                .spawn(move || event_loop::run(for_thread, poll, config))?;
+            Ok((shared, handle))
+        };
+        for i in 0..self.threads {
+            match start(i) {
+                Ok((shared, handle)) => {
+                    loops.push(shared);
+                    threads.push((handle.thread().id(), handle));
+                }
+                Err(e) => {
+                    for l in &loops {
+                        l.shutdown();
+                    }
+                    for (_, t) in threads {
+                        let _ = t.join();
+                    }
+                    return Err(Error::io("start event loop", e));
+                }
+            }
+        }
+        Ok(SelectorManager {
+            shared: Arc::new(ManagerShared {
+                id,
+                loops,
+                next: AtomicUsize::new(0),
+                threads: Mutex::new(threads),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+impl SelectorManager {
+    /// Starts one event loop per available core.
+    pub fn new() -> Result<SelectorManager> {
+        Self::builder().build()
+    }
+
+    /// Settings for a manager: thread count, thread names, busy-polling.
+    pub fn builder() -> Builder {
+        Builder {
+            threads: thread::available_parallelism().map_or(1, |n| n.get()),
+            name: "asock-loop".to_string(),
+            busy_poll: None,
+        }
+    }
+
+    /// Number of event loops.
+    pub fn threads(&self) -> usize {
+        self.shared.loops.len()
+    }
+
+    /// Runs `future` as a task on one of the loops (round-robin), returning a handle to await
+    /// its output. Dropping the handle lets the task run on, detached.
+    pub fn launch<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let lp = self.next_loop().clone();
+        let schedule = move |runnable| lp.schedule(runnable);
+        let (runnable, task) = async_task::Builder::new()
+            .propagate_panic(true)
+            .spawn(move |_| future, schedule);
+        runnable.schedule();
+        JoinHandle {
+            task: Some(task.fallible()),
+        }
+    }
+
+    /// Runs `future` to completion on the calling thread, like Ktor's `runBlocking`. Sockets it
+    /// uses are driven by this manager's loops, which wake the calling thread.
+    ///
+    /// Do not call it from a task running on a loop: it would block that loop.
+    pub fn run_blocking<F: Future>(&self, future: F) -> F::Output {
+        block_on(future)
+    }
+
+    /// Stops the loops and joins their threads. Tasks still running are dropped; sockets still
+    /// open fail their pending operations with [`Error::Closed`] or stop making progress.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    fn next_loop(&self) -> &Arc<LoopShared> {
+        let loops = &self.shared.loops;
+        if loops.len() == 1 {
+            return &loops[0];
+        }
+        &loops[self.shared.next.fetch_add(1, Ordering::Relaxed) % loops.len()]
+    }
+
+    pub(crate) fn random_loop(&self) -> &Arc<LoopShared> {
+        self.next_loop()
+    }
+
+    /// The loop running on this thread if it is one of ours, else the next one round-robin.
+    pub(crate) fn loop_for_current_thread(&self) -> Arc<LoopShared> {
+        with_current(|cur| match cur {
+            Some(local) if local.shared.manager_id == self.shared.id => Some(local.shared.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| self.next_loop().clone())
+    }
+}
+
+impl ManagerShared {
+    fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for l in &self.loops {
+            l.shutdown();
+        }
+        let me = thread::current().id();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        // A loop thread cannot join itself (nor wait for its siblings, which might wait for it).
+        if threads.iter().any(|(id, _)| *id == me) {
+            return;
+        }
+        for (_, t) in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ManagerShared {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The manager that drives timers and sockets polled from outside any asock loop.
+pub(crate) fn background() -> &'static SelectorManager {
+    static BACKGROUND: OnceLock<SelectorManager> = OnceLock::new();
+    BACKGROUND.get_or_init(|| {
+        match SelectorManager::builder()
+            .threads(1)
+            .name("asock-background")
+            .build()
+        {
+            Ok(m) => m,
+            // Without a poller nothing in asock can work; this is not an I/O error of a socket.
+            Err(e) => panic!("asock cannot start its background event loop: {e}"),
+        }
+    })
+}
+
+/// A handle to a launched task: await it for the task's output.
+///
+/// Dropping it detaches the task; [`cancel`](Self::cancel) stops it.
+pub struct JoinHandle<T> {
+    task: Option<async_task::FallibleTask<T>>,
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle").finish_non_exhaustive()
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// Cancels the task: its future is dropped at the next point it is not running.
+    pub fn cancel(mut self) {
+        // Dropping an async-task `Task` cancels it.
+        drop(self.task.take());
+    }
+
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    /// The task's output, [`Error::Cancelled`] if it was cancelled (or its loop stopped), or
+    /// [`Error::Panicked`] if it panicked.
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let Some(task) = self.task.as_mut() else {
+            return Poll::Ready(Err(Error::Cancelled));
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(task).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(Some(v))) => Poll::Ready(Ok(v)),
+            Ok(Poll::Ready(None)) => Poll::Ready(Err(Error::Cancelled)),
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                self.task = None;
+                Poll::Ready(Err(Error::Panicked(msg)))
+            }
+        }
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.detach();
+        }
+    }
+}
+
+struct ThreadWaker {
+    thread: Thread,
+    notified: AtomicBool,
+}
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.notified.swap(true, Ordering::AcqRel) {
+            self.thread.unpark();
+        }
+    }
+}
+
+/// Runs a future to completion on the current thread, parking it between polls.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let tw = Arc::new(ThreadWaker {
+        thread: thread::current(),
+        notified: AtomicBool::new(false),
+    });
+    let waker = Waker::from(tw.clone());
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        while !tw.notified.swap(false, Ordering::AcqRel) {
+            thread::park();
+        }
+    }
+}

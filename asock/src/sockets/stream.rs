@@ -1,0 +1,315 @@
+//! Connected stream sockets (TCP and Unix): [`Socket`] and [`Connection`].
+
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use socket2::Socket as RawSocket;
+
+use crate::address::SocketAddress;
+use crate::channel::{ByteReadChannel, ByteWriteChannel, Source};
+use crate::error::{Error, Result};
+use crate::selector::io::{Direction, IoSource};
+use crate::SelectorManager;
+
+/// State shared by a [`Socket`] and its channels; the descriptor closes when all are gone.
+pub(crate) struct StreamShared {
+    io: IoSource<RawSocket>,
+    local: SocketAddress,
+    remote: SocketAddress,
+    /// Idle timeout in nanoseconds; 0 means none.
+    timeout_ns: AtomicU64,
+    read_done: AtomicBool,
+    write_done: AtomicBool,
+    closed: AtomicBool,
+    close_waiters: Mutex<Vec<Waker>>,
+}
+
+impl StreamShared {
+    fn mark_closed(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let waiters =
+                std::mem::take(&mut *self.close_waiters.lock().unwrap_or_else(|e| e.into_inner()));
+            for w in waiters {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl Source for StreamShared {
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let len = buf.len();
+        self.io.poll_io(
+            cx,
+            Direction::Read,
+            |mut s: &RawSocket| s.read(buf),
+            |n| *n < len,
+        )
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let len = buf.len();
+        // socket2's `send` passes MSG_NOSIGNAL: a reset peer is an error, never a SIGPIPE.
+        self.io
+            .poll_io(cx, Direction::Write, |s| s.send(buf), |n| *n < len)
+    }
+
+    fn poll_shutdown_write(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.io.get_ref().shutdown(Shutdown::Write) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        match self.timeout_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    fn manager(&self) -> &SelectorManager {
+        self.io.manager()
+    }
+
+    fn read_finished(&self) {
+        self.read_done.store(true, Ordering::Release);
+        if self.write_done.load(Ordering::Acquire) {
+            self.mark_closed();
+        }
+    }
+
+    fn write_finished(&self) {
+        self.write_done.store(true, Ordering::Release);
+        if self.read_done.load(Ordering::Acquire) {
+            self.mark_closed();
+        }
+    }
+}
+
+/// A connected stream socket (TCP, or Unix-domain): Ktor's `Socket`.
+///
+/// Read and write through channels from [`open_read_channel`](Self::open_read_channel) and
+/// [`open_write_channel`](Self::open_write_channel); open each once. The descriptor closes when
+/// the socket and both channels are dropped, or at [`close`](Self::close).
+pub struct Socket {
+    shared: Arc<StreamShared>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("local", &self.shared.local)
+            .field("remote", &self.shared.remote)
+            .finish()
+    }
+}
+
+impl Socket {
+    /// Wraps a connected, non-blocking socket.
+    pub(crate) fn from_raw(
+        raw: RawSocket,
+        manager: &SelectorManager,
+        remote: Option<SocketAddress>,
+        timeout: Option<Duration>,
+        initial: usize,
+    ) -> Result<Socket> {
+        let local = raw
+            .local_addr()
+            .map(|a| super::from_sockaddr(&a))
+            .map_err(|e| Error::io("local address", e))?;
+        let remote = match remote {
+            Some(r) => r,
+            None => raw
+                .peer_addr()
+                .map(|a| super::from_sockaddr(&a))
+                .map_err(|e| Error::io("peer address", e))?,
+        };
+        Ok(Socket {
+            shared: Arc::new(StreamShared {
+                io: IoSource::new(raw, manager, initial),
+                local,
+                remote,
+                timeout_ns: AtomicU64::new(timeout.map_or(0, duration_ns)),
+                read_done: AtomicBool::new(false),
+                write_done: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                close_waiters: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The local end's address.
+    pub fn local_address(&self) -> &SocketAddress {
+        &self.shared.local
+    }
+
+    /// The peer's address.
+    pub fn remote_address(&self) -> &SocketAddress {
+        &self.shared.remote
+    }
+
+    /// Opens the read side (Ktor's `openReadChannel`).
+    pub fn open_read_channel(&self) -> ByteReadChannel {
+        ByteReadChannel::new(self.shared.clone())
+    }
+
+    /// Opens the write side (Ktor's `openWriteChannel(autoFlush)`). With `auto_flush` every write
+    /// call is flushed before it returns.
+    pub fn open_write_channel(&self, auto_flush: bool) -> ByteWriteChannel {
+        ByteWriteChannel::new(self.shared.clone(), auto_flush)
+    }
+
+    /// Opens both channels at once (Ktor's `socket.connection()`).
+    pub fn connection(self, auto_flush: bool) -> Connection {
+        Connection {
+            input: self.open_read_channel(),
+            output: self.open_write_channel(auto_flush),
+            socket: self,
+        }
+    }
+
+    /// Closes the socket now: both directions are shut down, pending channel operations end
+    /// (reads with end of stream or [`Error::Closed`]), and the descriptor is released when the
+    /// last handle goes. Bytes still queued in a write channel are not sent; `close` the write
+    /// channel first for that.
+    pub fn close(&self) {
+        let _ = self.shared.io.get_ref().shutdown(Shutdown::Both);
+        self.shared.io.close();
+        self.shared.mark_closed();
+    }
+
+    /// Whether the socket is closed: [`close`](Self::close) was called, or both channels are done
+    /// (end of stream read, and the write side closed).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Waits until the socket is closed; see [`is_closed`](Self::is_closed).
+    pub async fn await_closed(&self) {
+        std::future::poll_fn(|cx| {
+            if self.is_closed() {
+                return Poll::Ready(());
+            }
+            let mut w = self
+                .shared
+                .close_waiters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if self.is_closed() {
+                return Poll::Ready(());
+            }
+            w.retain(|x| !x.will_wake(cx.waker()));
+            w.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Waits until the socket is writable (used to finish a non-blocking connect).
+    pub(crate) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared
+            .io
+            .poll_ready(cx, Direction::Write)
+            .map(|r| r.map(|_| ()))
+    }
+
+    fn raw(&self) -> &RawSocket {
+        self.shared.io.get_ref()
+    }
+
+    /// Sets `TCP_NODELAY`.
+    pub fn set_no_delay(&self, on: bool) -> Result<()> {
+        self.raw()
+            .set_nodelay(on)
+            .map_err(|e| Error::io("set no_delay", e))
+    }
+
+    /// Reads `TCP_NODELAY`.
+    pub fn no_delay(&self) -> Result<bool> {
+        self.raw()
+            .nodelay()
+            .map_err(|e| Error::io("get no_delay", e))
+    }
+
+    /// Sets `SO_KEEPALIVE`.
+    pub fn set_keep_alive(&self, on: bool) -> Result<()> {
+        self.raw()
+            .set_keepalive(on)
+            .map_err(|e| Error::io("set keep_alive", e))
+    }
+
+    /// Sets `SO_LINGER`.
+    pub fn set_linger(&self, linger: Option<Duration>) -> Result<()> {
+        self.raw()
+            .set_linger(linger)
+            .map_err(|e| Error::io("set linger", e))
+    }
+
+    /// Sets `SO_SNDBUF`.
+    pub fn set_send_buffer_size(&self, bytes: usize) -> Result<()> {
+        self.raw()
+            .set_send_buffer_size(bytes)
+            .map_err(|e| Error::io("set send_buffer_size", e))
+    }
+
+    /// Sets `SO_RCVBUF`.
+    pub fn set_receive_buffer_size(&self, bytes: usize) -> Result<()> {
+        self.raw()
+            .set_recv_buffer_size(bytes)
+            .map_err(|e| Error::io("set receive_buffer_size", e))
+    }
+
+    /// Sets `IP_TOS` (IPv4) or `IPV6_TCLASS` (IPv6).
+    pub fn set_type_of_service(&self, tos: u32) -> Result<()> {
+        let r = match self.shared.local {
+            SocketAddress::Inet(std::net::SocketAddr::V6(_)) => self.raw().set_tclass_v6(tos),
+            _ => self.raw().set_tos(tos),
+        };
+        r.map_err(|e| Error::io("set type_of_service", e))
+    }
+
+    /// Sets the idle timeout of channel reads and writes; `None` turns it off.
+    pub fn set_socket_timeout(&self, timeout: Option<Duration>) {
+        self.shared
+            .timeout_ns
+            .store(timeout.map_or(0, duration_ns), Ordering::Relaxed);
+    }
+
+    /// The idle timeout of channel reads and writes.
+    pub fn socket_timeout(&self) -> Option<Duration> {
+        self.shared.timeout()
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.shared.io.get_ref().as_raw_fd()
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.shared.io.get_ref().as_fd()
+    }
+}
+
+/// A socket with both channels open: Ktor's `Connection`.
+#[derive(Debug)]
+pub struct Connection {
+    /// The socket.
+    pub socket: Socket,
+    /// Its read channel.
+    pub input: ByteReadChannel,
+    /// Its write channel.
+    pub output: ByteWriteChannel,
+}

@@ -1,0 +1,284 @@
+//! TCP (and Unix stream) listeners and connections.
+
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket as RawSocket, Type};
+
+use super::{from_sockaddr, option_setters, to_sockaddr, Kind, Socket, SocketOptions};
+use crate::address::{resolve, SocketAddress, ToSocketAddress};
+use crate::error::{Error, Result};
+use crate::selector::io::{ready, Direction, IoSource};
+use crate::SelectorManager;
+
+/// Builds TCP servers and clients: `a_socket(&selector).tcp()`.
+#[derive(Debug, Clone)]
+pub struct TcpSocketBuilder {
+    manager: SelectorManager,
+    options: SocketOptions,
+}
+
+impl TcpSocketBuilder {
+    pub(crate) fn new(manager: SelectorManager, options: SocketOptions) -> Self {
+        TcpSocketBuilder { manager, options }
+    }
+
+    option_setters!();
+
+    /// Listen backlog (default 511).
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.options.backlog = backlog;
+        self
+    }
+
+    /// Limit for each connection attempt ([`Error::ConnectTimeout`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Listens on `address` (port 0 picks a free port; see [`ServerSocket::local_address`]).
+    ///
+    /// A host name is resolved off the event loops and the first address is used. Fails with
+    /// [`Error::AddressInUse`] when another socket holds the address.
+    pub async fn bind(self, address: impl ToSocketAddress) -> Result<ServerSocket> {
+        let target = address.to_target()?;
+        let addr = resolve(target)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::InvalidAddress("no address".into()))?;
+        let (domain, kind, protocol) = match &addr {
+            SocketAddress::Inet(a) => (
+                Domain::for_address(*a),
+                Kind::TcpListener,
+                Some(Protocol::TCP),
+            ),
+            SocketAddress::Unix(_) => (Domain::UNIX, Kind::Unix, None),
+        };
+        let raw = RawSocket::new(domain, Type::STREAM.nonblocking(), protocol)
+            .map_err(|e| Error::io("create socket", e))?;
+        self.options.apply(&raw, kind, domain == Domain::IPV6)?;
+        let sa = to_sockaddr(&addr).map_err(|e| Error::io("bind", e))?;
+        raw.bind(&sa).map_err(|e| bind_error(&addr, e))?;
+        let backlog = i32::try_from(self.options.backlog).unwrap_or(i32::MAX);
+        raw.listen(backlog).map_err(|e| Error::io("listen", e))?;
+        let local = raw
+            .local_addr()
+            .map(|a| from_sockaddr(&a))
+            .map_err(|e| Error::io("local address", e))?;
+        Ok(ServerSocket {
+            io: IoSource::new(raw, &self.manager, ready::READABLE),
+            local,
+            manager: self.manager,
+            options: self.options,
+        })
+    }
+
+    /// Connects to `address`. Host names are resolved off the event loops and every resolved
+    /// address is tried in turn; the last failure is returned if none answers.
+    pub async fn connect(self, address: impl ToSocketAddress) -> Result<Socket> {
+        let target = address.to_target()?;
+        let addrs = resolve(target).await?;
+        let mut last = None;
+        for addr in addrs {
+            let attempt = self.connect_one(&addr);
+            let r = match self.options.connect_timeout {
+                Some(t) => match crate::time::timeout(t, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::ConnectTimeout { addr: addr.clone() }),
+                },
+                None => attempt.await,
+            };
+            match r {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::InvalidAddress("no address".into())))
+    }
+
+    async fn connect_one(&self, addr: &SocketAddress) -> Result<Socket> {
+        let (domain, kind, protocol) = match addr {
+            SocketAddress::Inet(a) => (
+                Domain::for_address(*a),
+                Kind::TcpStream,
+                Some(Protocol::TCP),
+            ),
+            SocketAddress::Unix(_) => (Domain::UNIX, Kind::Unix, None),
+        };
+        let raw = RawSocket::new(domain, Type::STREAM.nonblocking(), protocol)
+            .map_err(|e| Error::io("create socket", e))?;
+        self.options.apply(&raw, kind, domain == Domain::IPV6)?;
+        let sa = to_sockaddr(addr).map_err(|e| Error::io("connect", e))?;
+        let in_progress = match raw.connect(&sa) {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Err(e) => return Err(connect_error(addr, e)),
+        };
+        let socket = Socket::from_raw(
+            raw,
+            &self.manager,
+            Some(addr.clone()),
+            self.options.socket_timeout,
+            if in_progress { 0 } else { ready::ALL },
+        );
+        let socket = socket?;
+        if in_progress {
+            socket
+                .await_connected()
+                .await
+                .map_err(|e| connect_error(addr, e))?;
+        }
+        Ok(socket)
+    }
+}
+
+impl Socket {
+    /// Waits for a non-blocking connect to finish, and reports how it ended.
+    async fn await_connected(&self) -> io::Result<()> {
+        let raw = socket2::SockRef::from(self);
+        poll_fn(|cx| self.poll_writable(cx)).await?;
+        if let Some(e) = raw.take_error()? {
+            return Err(e);
+        }
+        raw.peer_addr().map(|_| ())
+    }
+}
+
+fn bind_error(addr: &SocketAddress, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::AddrInUse {
+        Error::AddressInUse {
+            addr: addr.clone(),
+            source: Some(e),
+        }
+    } else {
+        Error::io("bind", e)
+    }
+}
+
+fn connect_error(addr: &SocketAddress, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => Error::ConnectionRefused {
+            addr: addr.clone(),
+            source: e,
+        },
+        // A Unix path with no socket file behind it is a refusal too, to a user.
+        io::ErrorKind::NotFound if matches!(addr, SocketAddress::Unix(_)) => {
+            Error::ConnectionRefused {
+                addr: addr.clone(),
+                source: e,
+            }
+        }
+        _ => Error::io("connect", e),
+    }
+}
+
+/// A listening socket: Ktor's `ServerSocket`.
+pub struct ServerSocket {
+    io: IoSource<RawSocket>,
+    local: SocketAddress,
+    manager: SelectorManager,
+    options: SocketOptions,
+}
+
+impl std::fmt::Debug for ServerSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSocket")
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+/// Longest back-off when the process runs out of descriptors.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+impl ServerSocket {
+    /// The address it listens on, with the real port when bound to port 0.
+    pub fn local_address(&self) -> &SocketAddress {
+        &self.local
+    }
+
+    /// The port it listens on (`None` for Unix sockets).
+    pub fn port(&self) -> Option<u16> {
+        self.local.port()
+    }
+
+    /// Waits for the next connection. The accepted socket gets the builder's options
+    /// (`no_delay` on by default) and its socket timeout.
+    ///
+    /// When the process is out of descriptors (EMFILE/ENFILE) it waits, backing off up to a
+    /// second, instead of spinning or failing; a connection aborted before it was accepted is
+    /// skipped. Fails with [`Error::Closed`] once [`close`](Self::close) is called.
+    ///
+    /// Cancel-safe: dropping the future loses no connection.
+    pub async fn accept(&self) -> Result<Socket> {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let r = poll_fn(|cx| {
+                self.io
+                    .poll_io(cx, Direction::Read, |s| s.accept(), |_| false)
+            })
+            .await;
+            match r {
+                Ok((raw, peer)) => return self.wrap_accepted(raw, &peer),
+                Err(e) if is_fd_exhaustion(&e) => {
+                    crate::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => return Err(Error::io("accept", e)),
+            }
+        }
+    }
+
+    fn wrap_accepted(&self, raw: RawSocket, peer: &SockAddr) -> Result<Socket> {
+        raw.set_nonblocking(true)
+            .map_err(|e| Error::io("accept", e))?;
+        let kind = if self.local.as_unix().is_some() {
+            Kind::Unix
+        } else {
+            Kind::TcpStream
+        };
+        // Options on the listener are for the listener; these are the ones a connection takes.
+        let mut o = self.options.clone();
+        o.send_buffer_size = None;
+        o.receive_buffer_size = None;
+        o.apply(&raw, kind, false)?;
+        Socket::from_raw(
+            raw,
+            &self.manager,
+            Some(from_sockaddr(peer)),
+            self.options.socket_timeout,
+            ready::ALL,
+        )
+    }
+
+    /// Stops listening: a pending [`accept`](Self::accept) fails with [`Error::Closed`].
+    pub fn close(&self) {
+        // Refuse new connections at once rather than let them queue in the backlog.
+        let _ = self.io.get_ref().shutdown(std::net::Shutdown::Both);
+        self.io.close();
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.io.is_closed()
+    }
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+impl AsRawFd for ServerSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.get_ref().as_raw_fd()
+    }
+}
