@@ -121,6 +121,17 @@ impl ByteReadChannel {
         self.end - self.start
     }
 
+    /// The bytes buffered now, readable without waiting (a peek: nothing is consumed).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Whether a whole line (a `\n`) is buffered, so [`read_line`](Self::read_line) will not
+    /// wait. Servers use it to flush replies once per batch of pipelined lines.
+    pub fn has_line(&self) -> bool {
+        memchr(b'\n', self.buffered()).is_some()
+    }
+
     /// Whether nothing more can be read: end of stream reached and buffer empty, or cancelled.
     pub fn is_closed_for_read(&self) -> bool {
         self.cancelled || (self.eof && self.start == self.end)
@@ -195,7 +206,7 @@ impl ByteReadChannel {
             });
         }
         dst.copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.consume(n);
+        self.advance(n);
         Ok(())
     }
 
@@ -204,6 +215,20 @@ impl ByteReadChannel {
         let mut v = vec![0; n];
         self.read_exact(&mut v).await?;
         Ok(v)
+    }
+
+    /// Waits for buffered bytes and returns them all without consuming them (empty at end of
+    /// stream), like `BufRead::fill_buf`; follow with [`consume`](Self::consume). Lets a relay
+    /// write straight from the channel's buffer, without a copy.
+    pub async fn fill_buf(&mut self) -> Result<&[u8]> {
+        poll_fn(|cx| self.poll_ensure(cx, 1)).await?;
+        Ok(self.buffered())
+    }
+
+    /// Consumes `n` buffered bytes (at most [`available_for_read`](Self::available_for_read)).
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.available_for_read());
+        self.advance(n);
     }
 
     /// Reads whatever is available, at least one byte, into `dst`; `Ok(0)` at end of stream
@@ -225,7 +250,7 @@ impl ByteReadChannel {
         })
         .await?;
         let v = self.buf[self.start..self.end].to_vec();
-        self.consume(v.len());
+        self.advance(v.len());
         Ok(v)
     }
 
@@ -237,7 +262,7 @@ impl ByteReadChannel {
                 break;
             }
             let k = (self.available_for_read() as u64).min(left) as usize;
-            self.consume(k);
+            self.advance(k);
             left -= k as u64;
         }
         Ok(n - left)
@@ -275,7 +300,7 @@ impl ByteReadChannel {
 
     // ---- the machinery ----
 
-    fn consume(&mut self, n: usize) {
+    fn advance(&mut self, n: usize) {
         self.start += n;
         self.scanned = self.scanned.saturating_sub(n);
         if self.start == self.end {
@@ -398,7 +423,7 @@ impl ByteReadChannel {
         }
         let n = dst.len().min(self.available_for_read());
         dst[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.consume(n);
+        self.advance(n);
         Poll::Ready(Ok(n))
     }
 
@@ -493,7 +518,6 @@ impl futures_io::AsyncBufRead for ByteReadChannel {
 
     fn consume(self: Pin<&mut Self>, amt: usize) {
         let this = self.get_mut();
-        let amt = amt.min(this.available_for_read());
-        this.consume(amt);
+        ByteReadChannel::consume(this, amt);
     }
 }

@@ -79,6 +79,11 @@ impl ByteWriteChannel {
         self.auto_flush
     }
 
+    /// Turns auto-flush on or off.
+    pub fn set_auto_flush(&mut self, on: bool) {
+        self.auto_flush = on;
+    }
+
     /// Bytes written but not yet handed to the socket.
     pub fn queued(&self) -> usize {
         self.buf.len() - self.pos

@@ -1,0 +1,32 @@
+//! `asock connect`: a netcat-like client.
+
+use asock::{a_socket, SelectorManager, SocketAddress};
+
+use crate::{relay::relay, seconds, CliError, CliResult, ConnectArgs};
+
+/// Runs `asock connect`.
+pub fn run(args: ConnectArgs) -> CliResult {
+    if args.udp {
+        return Err(CliError("--udp is not supported yet".into()));
+    }
+    if args.tls {
+        return Err(CliError("--tls is not supported yet".into()));
+    }
+    let selector = SelectorManager::builder().threads(1).build()?;
+    let timeout = args.timeout.map(seconds).transpose()?;
+    let target = match (&args.unix, &args.addr) {
+        (Some(path), _) => SocketAddress::Unix(path.clone()).to_string(),
+        (None, Some(addr)) => addr.clone(),
+        (None, None) => return Err(CliError("an address is required".into())),
+    };
+    let socket = selector.run_blocking(async {
+        let mut builder = a_socket(&selector).tcp();
+        if let Some(t) = timeout {
+            builder = builder.connect_timeout(t).socket_timeout(t);
+        }
+        builder.connect(target.as_str()).await
+    })?;
+    let input = socket.open_read_channel();
+    let output = socket.open_write_channel(true);
+    relay(input, output)
+}

@@ -1,0 +1,142 @@
+//! `asock echo-server`: the echo server from Ktor's docs, over TCP or a Unix socket.
+
+use std::io::Write;
+use std::time::Duration;
+
+use asock::{a_socket, ByteReadChannel, ByteWriteChannel, Error, SelectorManager, SocketAddress};
+
+use crate::{log, seconds, CliError, CliResult, EchoArgs};
+
+/// How a connection is echoed.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// Line by line, each line back with `\r\n`; longer lines than the limit end the connection.
+    Lines {
+        /// The longest line accepted, in bytes.
+        max_line: usize,
+    },
+    /// Bytes as they come.
+    Raw,
+}
+
+impl Mode {
+    /// The mode `args` ask for.
+    pub fn of(args: &EchoArgs) -> Mode {
+        if args.raw {
+            Mode::Raw
+        } else {
+            Mode::Lines {
+                max_line: args.max_line,
+            }
+        }
+    }
+}
+
+/// Starts the selector `args` ask for.
+pub fn selector(args: &EchoArgs) -> CliResult<SelectorManager> {
+    let mut b = SelectorManager::builder().name("asock-echo");
+    if let Some(n) = args.threads {
+        if n == 0 {
+            return Err(CliError("--threads must be at least 1".into()));
+        }
+        b = b.threads(n);
+    }
+    if let Some(us) = args.busy_poll {
+        b = b.busy_poll(Duration::from_micros(us));
+    }
+    Ok(b.build()?)
+}
+
+/// Runs `asock echo-server`.
+pub fn run(args: EchoArgs) -> CliResult {
+    if args.udp {
+        return Err(CliError("--udp is not supported yet".into()));
+    }
+    if args.tls_cert.is_some() || args.tls_self_signed {
+        return Err(CliError("TLS is not supported yet".into()));
+    }
+    let selector = selector(&args)?;
+    let idle = args.idle_timeout.map(seconds).transpose()?;
+    let mode = Mode::of(&args);
+    let target = match &args.unix {
+        Some(path) => SocketAddress::Unix(path.clone()).to_string(),
+        None => args.addr.clone(),
+    };
+    selector.run_blocking(async {
+        let mut builder = a_socket(&selector).tcp();
+        if let Some(t) = idle {
+            builder = builder.socket_timeout(t);
+        }
+        let server = builder.bind(target.as_str()).await?;
+        announce(&format!(
+            "Started echo telnet server at {}",
+            server.local_address()
+        ))?;
+        loop {
+            let socket = match server.accept().await {
+                Ok(s) => s,
+                Err(Error::Closed(_)) => return Ok(()),
+                Err(e) => {
+                    log!("accept: {e}");
+                    continue;
+                }
+            };
+            let peer = socket.remote_address().clone();
+            log!("Socket accepted: {peer}");
+            selector.launch(async move {
+                let input = socket.open_read_channel();
+                let output = socket.open_write_channel(false);
+                match serve(input, output, mode).await {
+                    Ok(()) => log!("{peer}: closed"),
+                    Err(e) => eprintln!("{peer}: {e}"),
+                }
+            });
+        }
+    })
+}
+
+/// Prints the first line and makes sure it leaves the process at once (stdout may be a pipe).
+pub fn announce(line: &str) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Echoes one connection until the peer closes its write half, then closes ours.
+///
+/// Replies are flushed once per batch: when no further complete line is already buffered, so
+/// pipelined lines cost one write between them.
+pub async fn serve(
+    mut input: ByteReadChannel,
+    mut output: ByteWriteChannel,
+    mode: Mode,
+) -> asock::Result<()> {
+    match mode {
+        Mode::Lines { max_line } => {
+            input.set_max_line_length(max_line);
+            while let Some(line) = input.read_line().await? {
+                output.write_fully(line).await?;
+                output.write_fully(b"\r\n").await?;
+                if !input.has_line() {
+                    output.flush().await?;
+                }
+            }
+        }
+        Mode::Raw => {
+            // Straight from the read channel's buffer to the socket: no copy, and no buffer
+            // held while the connection is idle.
+            output.set_auto_flush(true);
+            loop {
+                let chunk = input.fill_buf().await?;
+                if chunk.is_empty() {
+                    break;
+                }
+                let n = chunk.len();
+                output.write_fully(chunk).await?;
+                input.consume(n);
+            }
+        }
+    }
+    output.close().await
+}
