@@ -230,6 +230,7 @@ impl ServerSocket {
                     backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(_) if self.is_closed() => return Err(Error::Closed("server socket")),
                 Err(e) => return Err(Error::io("accept", e)),
             }
         }
@@ -259,9 +260,9 @@ impl ServerSocket {
 
     /// Stops listening: a pending [`accept`](Self::accept) fails with [`Error::Closed`].
     pub fn close(&self) {
+        self.io.close();
         // Refuse new connections at once rather than let them queue in the backlog.
         let _ = self.io.get_ref().shutdown(std::net::Shutdown::Both);
-        self.io.close();
     }
 
     /// Whether [`close`](Self::close) was called.

@@ -1,0 +1,198 @@
+//! The runtime: tasks, join handles, timers, shutdown, foreign executors.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use asock::{a_socket, Error, SelectorManager};
+use common::within;
+
+/// Live threads of this process whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+/// Waits (boundedly) until `threads_named(prefix) == n`; threads name themselves as they start.
+fn expect_threads(prefix: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads_named(prefix) != n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(threads_named(prefix), n, "threads named {prefix}*");
+}
+
+#[test]
+fn launch_and_join() {
+    let sel = SelectorManager::builder().threads(2).build().unwrap();
+    assert_eq!(sel.threads(), 2);
+    let sum = sel.run_blocking(async {
+        let handles: Vec<_> = (0..100u64).map(|i| sel.launch(async move { i * 2 })).collect();
+        let mut sum = 0;
+        for h in handles {
+            sum += h.await.unwrap();
+        }
+        sum
+    });
+    assert_eq!(sum, 9900);
+}
+
+#[test]
+fn dropped_handle_detaches_and_cancel_stops() {
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    drop(sel.launch(async move {
+        asock::time::sleep(Duration::from_millis(10)).await;
+        r.fetch_add(1, Ordering::SeqCst);
+    }));
+    let r = ran.clone();
+    let cancelled = sel.launch(async move {
+        asock::time::sleep(Duration::from_millis(10)).await;
+        r.fetch_add(100, Ordering::SeqCst);
+    });
+    cancelled.cancel();
+    sel.run_blocking(asock::time::sleep(Duration::from_millis(100)));
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn panicking_task_is_reported_and_loop_survives() {
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    let r = sel.run_blocking(sel.launch(async {
+        if std::hint::black_box(true) {
+            panic!("boom");
+        }
+    }));
+    assert!(matches!(r, Err(Error::Panicked(ref m)) if m.contains("boom")), "{r:?}");
+    assert_eq!(sel.run_blocking(sel.launch(async { 5 })).unwrap(), 5);
+}
+
+#[test]
+fn sleep_and_timeout() {
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    sel.run_blocking(sel.launch(async {
+        let t = Instant::now();
+        asock::time::sleep(Duration::from_millis(30)).await;
+        assert!(t.elapsed() >= Duration::from_millis(30));
+        let r = asock::time::timeout(Duration::from_millis(10), asock::time::sleep(Duration::from_secs(5))).await;
+        assert!(matches!(r, Err(Error::Timeout)));
+        let r = asock::time::timeout(Duration::from_secs(5), async { 1 }).await;
+        assert_eq!(r.unwrap(), 1);
+    }))
+    .unwrap();
+}
+
+#[test]
+fn many_timers_fire_in_order() {
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    let order = sel.run_blocking(async {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut hs = Vec::new();
+        for i in (0..20u64).rev() {
+            let tx = tx.clone();
+            hs.push(sel.launch(async move {
+                asock::time::sleep(Duration::from_millis(5 * i)).await;
+                tx.send(i).unwrap();
+            }));
+        }
+        for h in hs {
+            h.await.unwrap();
+        }
+        drop(tx);
+        rx.iter().collect::<Vec<_>>()
+    });
+    assert_eq!(order, (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn close_joins_every_loop_thread() {
+    let sel = SelectorManager::builder()
+        .threads(3)
+        .name("lk-close")
+        .build()
+        .unwrap();
+    expect_threads("lk-close", 3);
+    sel.run_blocking(sel.launch(async { 1 })).unwrap();
+    // A task stuck forever must not keep the loops alive.
+    let _stuck = sel.launch(std::future::pending::<()>());
+    sel.close();
+    assert!(sel.is_closed());
+    assert_eq!(threads_named("lk-close"), 0, "threads leaked");
+    // Launching on a closed manager gives a cancelled task, not a hang.
+    assert!(matches!(sel.run_blocking(sel.launch(async { 1 })), Err(Error::Cancelled)));
+}
+
+#[test]
+fn drop_of_last_handle_stops_loops() {
+    {
+        let sel = SelectorManager::builder()
+            .threads(2)
+            .name("lk-drop")
+            .build()
+            .unwrap();
+        expect_threads("lk-drop", 2);
+        sel.run_blocking(sel.launch(async {})).unwrap();
+    }
+    assert_eq!(threads_named("lk-drop"), 0, "threads leaked");
+}
+
+#[test]
+fn sockets_work_from_a_foreign_executor() {
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    futures::executor::block_on(within(10, async {
+        let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_address().clone();
+        let (client, s) = futures::join!(
+            async { a_socket(&sel).tcp().connect(addr).await.unwrap() },
+            async { server.accept().await.unwrap() }
+        );
+        let mut out = client.open_write_channel(true);
+        let mut input = s.open_read_channel();
+        // The reply comes from a thread of its own, waking this executor across threads.
+        let t = std::thread::spawn(move || {
+            futures::executor::block_on(async {
+                asock::time::sleep(Duration::from_millis(20)).await;
+                out.write_str("from another thread\n").await.unwrap();
+            })
+        });
+        assert_eq!(
+            input.read_utf8_line().await.unwrap().as_deref(),
+            Some("from another thread")
+        );
+        t.join().unwrap();
+    }));
+}
+
+#[test]
+fn busy_poll_mode_works() {
+    let sel = SelectorManager::builder()
+        .threads(1)
+        .busy_poll(Duration::from_micros(200))
+        .build()
+        .unwrap();
+    sel.run_blocking(within(10, async {
+        let (c, s) = common::pair(&sel).await;
+        let h = sel.launch(async move {
+            let mut i = s.open_read_channel();
+            let mut o = s.open_write_channel(true);
+            while let Some(l) = i.read_line().await.unwrap() {
+                o.write_fully(l).await.unwrap();
+                o.write_fully(b"\n").await.unwrap();
+            }
+        });
+        let mut i = c.open_read_channel();
+        let mut o = c.open_write_channel(true);
+        for n in 0..100 {
+            o.write_str(&format!("{n}\n")).await.unwrap();
+            assert_eq!(i.read_utf8_line().await.unwrap(), Some(n.to_string()));
+        }
+        o.close().await.unwrap();
+        h.await.unwrap();
+    }));
+}
