@@ -1,6 +1,7 @@
 //! `asock`: an echo server, a netcat-like client and listener, and an echo load generator, all
 //! built on the asock library.
 
+mod bench;
 mod connect;
 mod echo;
 mod listen;
@@ -48,6 +49,12 @@ enum Command {
         asock listen --unix /tmp/relay.sock\n  \
         asock listen --udp 127.0.0.1:9000")]
     Listen(ListenArgs),
+    /// Load an echo server and measure it: msgs/s, MB/s, latency percentiles, errors.
+    #[command(after_help = "Examples:\n  \
+        asock bench 127.0.0.1:2323 --lines                 # against `asock echo-server`\n  \
+        asock bench 127.0.0.1:7 -c 256 -s 4096 -d 10       # raw echo (echo-server --raw)\n  \
+        asock bench 127.0.0.1:7 --mode stream -c 16 -s 65536")]
+    Bench(bench::BenchArgs),
 }
 
 /// Options of `echo-server`.
@@ -189,6 +196,7 @@ fn main() -> ExitCode {
         Command::EchoServer(a) => echo::run(a),
         Command::Connect(a) => connect::run(a),
         Command::Listen(a) => listen::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
