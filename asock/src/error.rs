@@ -104,6 +104,86 @@ pub enum Error {
     /// The task panicked; the panic message is kept.
     #[error("task panicked: {0}")]
     Panicked(String),
+    /// A TLS handshake or TLS session failed; `reason` says why in a form to match on.
+    #[error("TLS {reason}: {detail}")]
+    Tls {
+        /// Why it failed.
+        reason: TlsReason,
+        /// More detail, fit to show a user (rustls's own message, the alert received, ...).
+        detail: String,
+    },
+    /// A TLS configuration could not be built: unreadable or malformed PEM, a key that does not
+    /// match its certificate, an invalid server name.
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
+}
+
+/// Why a TLS handshake or session failed: the `reason` of [`Error::Tls`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsReason {
+    /// The peer's certificate chain does not lead to a trusted root.
+    UnknownIssuer,
+    /// The peer's certificate is not valid for the name (or IP address) being verified.
+    NameMismatch,
+    /// The peer's certificate has expired.
+    Expired,
+    /// The peer's certificate is not valid yet.
+    NotYetValid,
+    /// The peer's certificate was rejected for another reason (bad signature, bad encoding,
+    /// wrong key usage, revoked, ...).
+    BadCertificate,
+    /// The server requires a client certificate and the client sent none.
+    ClientCertRequired,
+    /// The peer ended the handshake with an alert (it rejected us; the alert is in `detail`).
+    AlertReceived,
+    /// The two sides share no protocol version, cipher suite or ALPN protocol.
+    Incompatible,
+    /// The peer sent something that is not valid TLS (e.g. a plain-text client).
+    ProtocolError,
+    /// The handshake did not finish within the handshake timeout.
+    HandshakeTimeout,
+    /// The connection closed during the handshake.
+    HandshakeEof,
+    /// The connection closed without a TLS close_notify: the data may have been cut short.
+    Truncated,
+    /// Anything else.
+    Other,
+}
+
+impl TlsReason {
+    /// Whether this is a failure to verify the peer's certificate.
+    pub fn is_verification_failure(self) -> bool {
+        matches!(
+            self,
+            TlsReason::UnknownIssuer
+                | TlsReason::NameMismatch
+                | TlsReason::Expired
+                | TlsReason::NotYetValid
+                | TlsReason::BadCertificate
+                | TlsReason::ClientCertRequired
+        )
+    }
+}
+
+impl std::fmt::Display for TlsReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsReason::UnknownIssuer => "certificate verification failed: unknown issuer",
+            TlsReason::NameMismatch => "certificate verification failed: name mismatch",
+            TlsReason::Expired => "certificate verification failed: certificate expired",
+            TlsReason::NotYetValid => "certificate verification failed: certificate not yet valid",
+            TlsReason::BadCertificate => "certificate verification failed: bad certificate",
+            TlsReason::ClientCertRequired => "client certificate required",
+            TlsReason::AlertReceived => "handshake rejected by peer",
+            TlsReason::Incompatible => "no common protocol",
+            TlsReason::ProtocolError => "protocol error",
+            TlsReason::HandshakeTimeout => "handshake timed out",
+            TlsReason::HandshakeEof => "connection closed during handshake",
+            TlsReason::Truncated => "connection closed without close_notify (truncated)",
+            TlsReason::Other => "error",
+        })
+    }
 }
 
 impl Error {
@@ -150,6 +230,12 @@ impl Error {
             Error::UnexpectedEof { .. } => io::ErrorKind::UnexpectedEof,
             Error::Closed(_) => io::ErrorKind::NotConnected,
             Error::Cancelled | Error::Panicked(_) => io::ErrorKind::Other,
+            Error::Tls { reason, .. } => match reason {
+                TlsReason::HandshakeTimeout => io::ErrorKind::TimedOut,
+                TlsReason::HandshakeEof | TlsReason::Truncated => io::ErrorKind::UnexpectedEof,
+                _ => io::ErrorKind::InvalidData,
+            },
+            Error::TlsConfig(_) => io::ErrorKind::InvalidInput,
         }
     }
 }

@@ -47,10 +47,12 @@ mod error;
 mod selector;
 mod sockets;
 pub mod time;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use address::{SocketAddress, ToSocketAddress};
 pub use channel::{ByteReadChannel, ByteWriteChannel};
-pub use error::{Error, Result};
+pub use error::{Error, Result, TlsReason};
 pub use selector::{block_on, Builder as SelectorBuilder, JoinHandle, SelectorManager};
 pub use sockets::{
     a_socket, Connection, ServerSocket, Socket, SocketBuilder, SocketOptions, TcpSocketBuilder,

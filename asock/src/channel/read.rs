@@ -314,6 +314,17 @@ impl ByteReadChannel {
         buffer::give(std::mem::take(&mut self.buf));
     }
 
+    /// Retires the channel without finishing the read side (TLS takes the socket over):
+    /// returns the bytes it had buffered.
+    #[allow(dead_code)] // used by TLS only
+    pub(crate) fn detach(mut self) -> Vec<u8> {
+        self.notified = true;
+        let rest = self.buf[self.start..self.end].to_vec();
+        self.start = 0;
+        self.end = 0;
+        rest
+    }
+
     fn notify_finished(&mut self) {
         if !self.notified {
             self.notified = true;

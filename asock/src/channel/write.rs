@@ -108,6 +108,11 @@ impl ByteWriteChannel {
         }
         if self.queued() > 0 && (self.auto_flush || self.queued() >= FLUSH_AT) {
             self.flush().await?;
+        } else if self.auto_flush {
+            // The bytes went straight to the source; a TLS session may still hold records.
+            poll_fn(|cx| self.src.poll_flush(cx))
+                .await
+                .map_err(|e| Error::io("flush", e))?;
         }
         Ok(())
     }
@@ -156,6 +161,13 @@ impl ByteWriteChannel {
         self.closed = true;
         self.src.write_finished();
         r.map_err(|e| Error::io("shutdown", e))
+    }
+
+    /// Retires the channel without shutting the write half down (TLS takes the socket over).
+    /// Queued bytes are dropped: flush first.
+    #[allow(dead_code)] // used by TLS only
+    pub(crate) fn detach(mut self) {
+        self.closed = true;
     }
 
     /// Writes from `data` while the socket takes it without waiting; returns the rest.

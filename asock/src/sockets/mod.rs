@@ -9,6 +9,8 @@ use socket2::SockAddr;
 pub use options::SocketOptions;
 pub(crate) use options::{option_setters, Kind};
 pub use stream::{Connection, Socket};
+#[allow(unused_imports)] // used by TLS only
+pub(crate) use stream::StreamShared;
 pub use tcp::{ServerSocket, TcpSocketBuilder};
 
 use crate::address::SocketAddress;

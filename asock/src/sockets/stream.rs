@@ -41,6 +41,36 @@ impl StreamShared {
     }
 }
 
+#[allow(dead_code)] // used by TLS only
+impl StreamShared {
+    /// Writes several buffers with one `sendmsg`, waiting for writability (TLS records).
+    pub(crate) fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        self.io.poll_io(
+            cx,
+            Direction::Write,
+            |s| s.send_vectored_with_flags(bufs, SEND_FLAGS),
+            |n| *n < len,
+        )
+    }
+
+    /// One non-blocking `sendmsg` that does not wait and registers no waker (`WouldBlock` when
+    /// the socket buffer is full): for the few bytes a reader must send (TLS alerts).
+    pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.io.get_ref().send_vectored_with_flags(bufs, SEND_FLAGS)
+    }
+}
+
+/// Flags for `sendmsg`: a reset peer is an error, never a SIGPIPE.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SEND_FLAGS: libc::c_int = 0;
+
 impl Source for StreamShared {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let len = buf.len();
@@ -99,6 +129,8 @@ impl Source for StreamShared {
 /// the socket and both channels are dropped, or at [`close`](Self::close).
 pub struct Socket {
     shared: Arc<StreamShared>,
+    /// The host name (or IP literal) this socket was connected by, for TLS verification.
+    host: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Socket {
@@ -141,7 +173,25 @@ impl Socket {
                 closed: AtomicBool::new(false),
                 close_waiters: Mutex::new(Vec::new()),
             }),
+            host: None,
         })
+    }
+
+    /// Remembers the host name (or IP literal) the socket was connected by.
+    pub(crate) fn set_host(&mut self, host: Option<Arc<str>>) {
+        self.host = host;
+    }
+
+    /// The host name (or IP literal) the socket was connected by, if it was made by `connect`.
+    #[allow(dead_code)] // used by TLS only
+    pub(crate) fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The state shared with the channels (TLS sessions wrap it).
+    #[allow(dead_code)] // used by TLS only
+    pub(crate) fn shared(&self) -> &Arc<StreamShared> {
+        &self.shared
     }
 
     /// The local end's address.

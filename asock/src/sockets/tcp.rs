@@ -81,6 +81,14 @@ impl TcpSocketBuilder {
     /// address is tried in turn; the last failure is returned if none answers.
     pub async fn connect(self, address: impl ToSocketAddress) -> Result<Socket> {
         let target = address.to_target()?;
+        // Remembered for TLS: the name to verify the server's certificate against.
+        let host: Option<std::sync::Arc<str>> = match &target {
+            crate::address::Target::Host(h, _) => Some(h.as_str().into()),
+            crate::address::Target::Resolved(SocketAddress::Inet(a)) => {
+                Some(a.ip().to_string().into())
+            }
+            crate::address::Target::Resolved(SocketAddress::Unix(_)) => None,
+        };
         let addrs = resolve(target).await?;
         let mut last = None;
         for addr in addrs {
@@ -93,7 +101,10 @@ impl TcpSocketBuilder {
                 None => attempt.await,
             };
             match r {
-                Ok(s) => return Ok(s),
+                Ok(mut s) => {
+                    s.set_host(host);
+                    return Ok(s);
+                }
                 Err(e) => last = Some(e),
             }
         }
@@ -268,6 +279,12 @@ impl ServerSocket {
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.io.is_closed()
+    }
+
+    /// The manager whose loops run this listener (TLS accept tasks run there).
+    #[allow(dead_code)] // used by TLS only
+    pub(crate) fn manager(&self) -> &SelectorManager {
+        &self.manager
     }
 }
 

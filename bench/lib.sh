@@ -1,0 +1,59 @@
+# Shared helpers of the bench/ scripts (sourced, not run).
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$CARGO_TARGET_DIR/release
+
+# Builds the `asock` binary and the peer servers (release, with debug info for profiles).
+build() {
+    (cd "$ROOT" && cargo build --release --quiet -p asock-cli -p asock-bench-peers)
+}
+
+# The command line of a named server. Raw echo: asock, tokio-ct, tokio-mt, mio (the floor).
+# Line echo: asock-lines, tokio-lines-ct, tokio-lines-mt.
+server_cmd() {
+    case $1 in
+        asock) echo "$BIN/asock echo-server --raw --threads 1 ${ASOCK_FLAGS:-}" ;;
+        asock-lines) echo "$BIN/asock echo-server --threads 1 ${ASOCK_FLAGS:-}" ;;
+        tokio-ct) echo "$BIN/tokio-echo" ;;
+        tokio-mt) echo "$BIN/tokio-echo --multi-thread" ;;
+        tokio-lines-ct) echo "$BIN/tokio-lines" ;;
+        tokio-lines-mt) echo "$BIN/tokio-lines --multi-thread" ;;
+        mio) echo "$BIN/mio-echo" ;;
+        *) echo "unknown server $1" >&2; return 1 ;;
+    esac
+}
+
+# start_server NAME CPU [WRAPPER...]: starts it on 127.0.0.1:0 pinned to CPU; sets SERVER_PID
+# and SERVER_ADDR (from its `Started ... at ADDR` line).
+start_server() {
+    local name=$1 cpu=$2
+    shift 2
+    SERVER_LOG=$(mktemp)
+    # shellcheck disable=SC2046
+    taskset -c "$cpu" "$@" $(server_cmd "$name") 127.0.0.1:0 >"$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+    local i
+    for i in $(seq 100); do
+        if grep -q '^Started' "$SERVER_LOG"; then
+            SERVER_ADDR=$(grep -m1 '^Started' "$SERVER_LOG" | awk '{print $NF}')
+            return 0
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "error: server $name did not start: $(cat "$SERVER_LOG")" >&2
+    return 1
+}
+
+# Stops the server started last.
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    rm -f "$SERVER_LOG"
+}
+
+# field KEY LINE: the value of KEY=... in a machine-readable line.
+field() {
+    tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
+}
