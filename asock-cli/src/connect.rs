@@ -9,9 +9,11 @@ pub fn run(args: ConnectArgs) -> CliResult {
     if args.udp {
         return Err(CliError("--udp is not supported yet".into()));
     }
-    if args.tls {
-        return Err(CliError("--tls is not supported yet".into()));
-    }
+    let tls = if args.tls {
+        Some(crate::tls::client_config(&args)?)
+    } else {
+        None
+    };
     let selector = SelectorManager::builder().threads(1).build()?;
     let timeout = args.timeout.map(seconds).transpose()?;
     let target = match (&args.unix, &args.addr) {
@@ -26,6 +28,10 @@ pub fn run(args: ConnectArgs) -> CliResult {
         }
         builder.connect(target.as_str()).await
     })?;
+    if let Some(config) = tls {
+        let socket = selector.run_blocking(socket.tls(&config))?;
+        return relay(socket.open_read_channel(), socket.open_write_channel(true));
+    }
     let input = socket.open_read_channel();
     let output = socket.open_write_channel(true);
     relay(input, output)

@@ -52,9 +52,11 @@ pub fn run(args: EchoArgs) -> CliResult {
     if args.udp {
         return Err(CliError("--udp is not supported yet".into()));
     }
-    if args.tls_cert.is_some() || args.tls_self_signed {
-        return Err(CliError("TLS is not supported yet".into()));
-    }
+    let tls = crate::tls::server_config(
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+        args.tls_self_signed,
+    )?;
     let selector = selector(&args)?;
     let idle = args.idle_timeout.map(seconds).transpose()?;
     let mode = Mode::of(&args);
@@ -68,6 +70,9 @@ pub fn run(args: EchoArgs) -> CliResult {
             builder = builder.socket_timeout(t);
         }
         let server = builder.bind(target.as_str()).await?;
+        if let Some((config, ca)) = tls {
+            return crate::tls::serve_echo(&selector, server, config, ca, mode).await;
+        }
         announce(&format!(
             "Started echo telnet server at {}",
             server.local_address()

@@ -9,9 +9,7 @@ pub fn run(args: ListenArgs) -> CliResult {
     if args.udp {
         return Err(CliError("--udp is not supported yet".into()));
     }
-    if args.tls_cert.is_some() {
-        return Err(CliError("TLS is not supported yet".into()));
-    }
+    let tls = crate::tls::server_config(args.tls_cert.as_deref(), args.tls_key.as_deref(), false)?;
     let selector = SelectorManager::builder().threads(1).build()?;
     let target = match (&args.unix, &args.addr) {
         (Some(path), _) => SocketAddress::Unix(path.clone()).to_string(),
@@ -24,6 +22,10 @@ pub fn run(args: ListenArgs) -> CliResult {
         server.close();
         socket
     })?;
+    if let Some((config, _)) = tls {
+        let socket = selector.run_blocking(socket.tls_server(&config))?;
+        return relay(socket.open_read_channel(), socket.open_write_channel(true));
+    }
     let input = socket.open_read_channel();
     let output = socket.open_write_channel(true);
     relay(input, output)

@@ -6,6 +6,7 @@ mod connect;
 mod echo;
 mod listen;
 mod relay;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,11 @@ enum Command {
         asock bench 127.0.0.1:7 -c 256 -s 4096 -d 10       # raw echo (echo-server --raw)\n  \
         asock bench 127.0.0.1:7 --mode stream -c 16 -s 65536")]
     Bench(bench::BenchArgs),
+    /// Write a test CA, a server certificate chain and key (PEM) to try TLS with.
+    #[command(after_help = "Examples:\n  \
+        asock cert --out /tmp/certs\n  \
+        asock cert --out certs --host example.test --host 10.0.0.1")]
+    Cert(tls::CertArgs),
 }
 
 /// Options of `echo-server`.
@@ -197,6 +203,7 @@ fn main() -> ExitCode {
         Command::Connect(a) => connect::run(a),
         Command::Listen(a) => listen::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Cert(a) => tls::cert(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
