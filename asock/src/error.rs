@@ -104,6 +104,37 @@ pub enum Error {
     /// The task panicked; the panic message is kept.
     #[error("task panicked: {0}")]
     Panicked(String),
+    /// A datagram is larger than the protocol allows; nothing was sent.
+    #[error("datagram of {size} bytes is larger than the limit of {limit} bytes")]
+    DatagramTooLarge {
+        /// The payload size asked for.
+        size: usize,
+        /// The largest payload for the destination.
+        limit: usize,
+    },
+    /// A datagram arrived that was larger than asock's receive buffer; it was discarded (the
+    /// socket stays usable).
+    #[error("a datagram from {from} was larger than {limit} bytes and was discarded")]
+    DatagramTruncated {
+        /// Who sent it.
+        from: SocketAddress,
+        /// The receive buffer size.
+        limit: usize,
+    },
+    /// A connected datagram socket was asked to send to another address than its peer's.
+    #[error("datagram addressed to {to}, but the socket is connected to {connected}")]
+    WrongDestination {
+        /// The datagram's address.
+        to: SocketAddress,
+        /// The peer the socket is connected to.
+        connected: SocketAddress,
+    },
+    /// Sending to a broadcast address needs the `broadcast` option (`SO_BROADCAST`).
+    #[error("sending to broadcast address {addr} needs the broadcast option")]
+    BroadcastNotEnabled {
+        /// The broadcast address.
+        addr: SocketAddress,
+    },
     /// A TLS handshake or TLS session failed; `reason` says why in a form to match on.
     #[error("TLS {reason}: {detail}")]
     Tls {
@@ -230,6 +261,11 @@ impl Error {
             Error::UnexpectedEof { .. } => io::ErrorKind::UnexpectedEof,
             Error::Closed(_) => io::ErrorKind::NotConnected,
             Error::Cancelled | Error::Panicked(_) => io::ErrorKind::Other,
+            Error::DatagramTooLarge { .. } | Error::WrongDestination { .. } => {
+                io::ErrorKind::InvalidInput
+            }
+            Error::DatagramTruncated { .. } => io::ErrorKind::InvalidData,
+            Error::BroadcastNotEnabled { .. } => io::ErrorKind::PermissionDenied,
             Error::Tls { reason, .. } => match reason {
                 TlsReason::HandshakeTimeout => io::ErrorKind::TimedOut,
                 TlsReason::HandshakeEof | TlsReason::Truncated => io::ErrorKind::UnexpectedEof,

@@ -57,3 +57,7 @@ pub use selector::{block_on, Builder as SelectorBuilder, JoinHandle, SelectorMan
 pub use sockets::{
     a_socket, Connection, ServerSocket, Socket, SocketBuilder, SocketOptions, TcpSocketBuilder,
 };
+pub use sockets::{
+    BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramSender, Incoming,
+    PeerCredentials, UdpSocketBuilder,
+};

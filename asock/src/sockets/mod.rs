@@ -2,16 +2,24 @@
 
 mod options;
 mod stream;
+mod sys;
 mod tcp;
+mod udp;
+mod unix;
 
 use socket2::SockAddr;
 
 pub use options::SocketOptions;
 pub(crate) use options::{option_setters, Kind};
-pub use stream::{Connection, Socket};
 #[allow(unused_imports)] // used by TLS only
 pub(crate) use stream::StreamShared;
+pub use stream::{Connection, Socket};
 pub use tcp::{ServerSocket, TcpSocketBuilder};
+pub use udp::{
+    BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramSender, Incoming,
+    UdpSocketBuilder,
+};
+pub use unix::PeerCredentials;
 
 use crate::address::SocketAddress;
 use crate::SelectorManager;
@@ -43,6 +51,14 @@ impl SocketBuilder {
     /// Stream sockets: TCP, or Unix-domain streams for [`SocketAddress::Unix`] addresses.
     pub fn tcp(self) -> TcpSocketBuilder {
         TcpSocketBuilder::new(self.manager, self.options)
+    }
+
+    /// Datagram sockets: UDP, or Unix-domain datagrams for [`SocketAddress::Unix`] addresses.
+    ///
+    /// UDP sockets start with `reuse_address` off whatever was set here (set it on the UDP
+    /// builder when wanted); the other options carry over.
+    pub fn udp(self) -> UdpSocketBuilder {
+        UdpSocketBuilder::new(self.manager, self.options)
     }
 
     option_setters!();

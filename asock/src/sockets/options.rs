@@ -40,6 +40,13 @@ pub struct SocketOptions {
     pub broadcast: bool,
     /// `IP_TTL` / unicast hop limit.
     pub ttl: Option<u32>,
+    /// `IP_MULTICAST_LOOP` / `IPV6_MULTICAST_LOOP` (UDP).
+    pub multicast_loop: Option<bool>,
+    /// `IP_MULTICAST_TTL` / `IPV6_MULTICAST_HOPS` (UDP).
+    pub multicast_ttl: Option<u32>,
+    /// Unix-domain bind: replace a stale socket file (one nothing accepts on) instead of failing
+    /// with [`Error::AddressInUse`]. A file that is not a socket is never removed.
+    pub replace_stale: bool,
 }
 
 impl Default for SocketOptions {
@@ -58,6 +65,9 @@ impl Default for SocketOptions {
             connect_timeout: None,
             broadcast: false,
             ttl: None,
+            multicast_loop: None,
+            multicast_ttl: None,
+            replace_stale: false,
         }
     }
 }

@@ -39,6 +39,27 @@ impl TcpSocketBuilder {
         self
     }
 
+    /// For a Unix-domain address: when a socket file exists at the path and nothing accepts on
+    /// it (a server that died without cleaning up), remove it and bind. Default off: a bind on
+    /// an existing path fails with [`Error::AddressInUse`]. A live server's socket, and a file
+    /// that is not a socket, are never removed.
+    ///
+    /// ```no_run
+    /// # async fn demo(selector: asock::SelectorManager) -> asock::Result<()> {
+    /// use asock::SocketAddress;
+    /// let server = asock::a_socket(&selector)
+    ///     .tcp()
+    ///     .replace_stale(true)
+    ///     .bind(SocketAddress::Unix("/tmp/echo.sock".into()))
+    ///     .await?;
+    /// // The file is removed again when `server` is closed or dropped.
+    /// # Ok(()) }
+    /// ```
+    pub fn replace_stale(mut self, on: bool) -> Self {
+        self.options.replace_stale = on;
+        self
+    }
+
     /// Listens on `address` (port 0 picks a free port; see [`ServerSocket::local_address`]).
     ///
     /// A host name is resolved off the event loops and the first address is used. Fails with
@@ -61,8 +82,12 @@ impl TcpSocketBuilder {
         let raw = RawSocket::new(domain, Type::STREAM.nonblocking(), protocol)
             .map_err(|e| Error::io("create socket", e))?;
         self.options.apply(&raw, kind, domain == Domain::IPV6)?;
+        if let Some(path) = super::unix::file_path(&addr) {
+            super::unix::prepare_bind(&addr, path, Type::STREAM, self.options.replace_stale)?;
+        }
         let sa = to_sockaddr(&addr).map_err(|e| Error::io("bind", e))?;
         raw.bind(&sa).map_err(|e| bind_error(&addr, e))?;
+        let unix_file = super::unix::PathGuard::after_bind(&addr);
         let backlog = i32::try_from(self.options.backlog).unwrap_or(i32::MAX);
         raw.listen(backlog).map_err(|e| Error::io("listen", e))?;
         let local = raw
@@ -74,6 +99,7 @@ impl TcpSocketBuilder {
             local,
             manager: self.manager,
             options: self.options,
+            unix_file,
         })
     }
 
@@ -194,6 +220,8 @@ pub struct ServerSocket {
     local: SocketAddress,
     manager: SelectorManager,
     options: SocketOptions,
+    /// A Unix socket file this listener created: removed on close or drop.
+    unix_file: Option<super::unix::PathGuard>,
 }
 
 impl std::fmt::Debug for ServerSocket {
@@ -269,8 +297,12 @@ impl ServerSocket {
         )
     }
 
-    /// Stops listening: a pending [`accept`](Self::accept) fails with [`Error::Closed`].
+    /// Stops listening: a pending [`accept`](Self::accept) fails with [`Error::Closed`]. A Unix
+    /// socket file the bind created is removed (also when the server is dropped).
     pub fn close(&self) {
+        if let Some(f) = &self.unix_file {
+            f.remove();
+        }
         self.io.close();
         // Refuse new connections at once rather than let them queue in the backlog.
         let _ = self.io.get_ref().shutdown(std::net::Shutdown::Both);

@@ -1,0 +1,310 @@
+//! The platform seam: Linux fast paths (`recvmmsg`/`sendmmsg`, `SO_PEERCRED`, Unix autobind)
+//! with a portable fallback, the way mio keeps its platform code apart.
+//!
+//! Every `unsafe` block in asock's socket code lives here, each with its own `SAFETY:` note.
+
+use std::io;
+use std::mem::MaybeUninit;
+
+use socket2::{MaybeUninitSlice, SockAddr, Socket as RawSocket};
+
+/// The receive slot for one datagram: 64 KiB holds the largest UDP payload (65,527 bytes over
+/// IPv6) and the largest Unix datagram asock sends, so nothing is ever cut short.
+pub(crate) const SLOT: usize = 65_536;
+
+/// The most datagrams one batched system call moves.
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// Whether this platform has batched datagram calls.
+pub(crate) const HAS_BATCH: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// One datagram taken from the kernel by [`recv_batch`].
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// Bytes stored in the datagram's slot.
+    pub(crate) len: usize,
+    /// The datagram was longer than its slot: the kernel discarded the rest.
+    pub(crate) truncated: bool,
+    /// The sender, when the kernel reported one.
+    pub(crate) addr: Option<SockAddr>,
+}
+
+/// One datagram handed to [`send_batch`].
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// The payload.
+    pub(crate) data: bytes::Bytes,
+    /// Where to (`None` on a connected socket).
+    pub(crate) addr: Option<SockAddr>,
+}
+
+/// Receives one datagram into `buf` (portable path).
+pub(crate) fn recv_one(
+    sock: &RawSocket,
+    buf: &mut [u8],
+    out: &mut Vec<Received>,
+) -> io::Result<usize> {
+    let mut bufs = [MaybeUninitSlice::new(as_uninit(buf))];
+    let (len, flags, addr) = sock.recv_from_vectored(&mut bufs)?;
+    out.push(Received {
+        len: len.min(buf.len()),
+        truncated: flags.is_truncated(),
+        addr: (addr.len() > 0).then_some(addr),
+    });
+    Ok(1)
+}
+
+fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and an initialised byte stays a valid
+    // `MaybeUninit<u8>`; the kernel only writes initialised bytes into it.
+    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
+}
+
+/// Receives up to `buf.len() / slot` datagrams, one per `slot`-sized piece of `buf`, appending
+/// what arrived to `out`. Returns how many arrived (at least one) or the error of the first.
+pub(crate) fn recv_batch(
+    sock: &RawSocket,
+    buf: &mut [u8],
+    slot: usize,
+    out: &mut Vec<Received>,
+) -> io::Result<usize> {
+    let n = (buf.len() / slot).min(MAX_BATCH);
+    if n <= 1 || !HAS_BATCH {
+        let len = slot.min(buf.len());
+        return recv_one(sock, &mut buf[..len], out);
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        linux::recv_batch(sock, buf, slot, n, out)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        recv_one(sock, &mut buf[..slot], out)
+    }
+}
+
+/// Sends one datagram (portable path); `MSG_NOSIGNAL` where the OS has it, so no SIGPIPE.
+pub(crate) fn send_one(sock: &RawSocket, d: &Outgoing) -> io::Result<usize> {
+    match &d.addr {
+        Some(a) => sock.send_to(&d.data, a),
+        None => sock.send(&d.data),
+    }
+}
+
+/// Sends as many of `msgs` as the kernel takes in one go. Returns how many were sent (at least
+/// one) or the error of the first.
+pub(crate) fn send_batch(sock: &RawSocket, msgs: &[Outgoing]) -> io::Result<usize> {
+    match msgs.len() {
+        0 => Ok(0),
+        1 => send_one(sock, &msgs[0]).map(|_| 1),
+        _ => {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                linux::send_batch(sock, &msgs[..msgs.len().min(MAX_BATCH)])
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            {
+                send_one(sock, &msgs[0]).map(|_| 1)
+            }
+        }
+    }
+}
+
+/// The process, user and group of the peer of a connected Unix stream socket.
+pub(crate) fn peer_credentials(fd: std::os::fd::RawFd) -> io::Result<(Option<i32>, u32, u32)> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: `cred` is a valid, writable `ucred` and `len` holds its exact size; the kernel
+        // writes at most `len` bytes into it and updates `len`.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((Some(cred.pid), cred.uid, cred.gid))
+    }
+    #[cfg(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    ))]
+    {
+        let mut uid: libc::uid_t = 0;
+        let mut gid: libc::gid_t = 0;
+        // SAFETY: both out-pointers are valid, writable locals of the types getpeereid expects.
+        let r = unsafe { libc::getpeereid(fd, &mut uid, &mut gid) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((None, uid, gid))
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    )))]
+    {
+        let _ = fd;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "peer credentials are not available on this platform",
+        ))
+    }
+}
+
+/// Binds a Unix datagram socket to a fresh abstract name chosen by the kernel (Linux
+/// "autobind"), so a server can reply to it. Elsewhere the socket stays unnamed.
+pub(crate) fn autobind_unix(sock: &RawSocket) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: a zeroed `sockaddr_storage` is valid; the family is set to AF_UNIX and the
+        // length covers only the family field, which is exactly Linux's autobind request.
+        let addr = unsafe {
+            let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+            storage.ss_family = libc::AF_UNIX as libc::sa_family_t;
+            SockAddr::new(
+                storage,
+                std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
+            )
+        };
+        sock.bind(&addr)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = sock;
+        Ok(())
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod linux {
+    use std::io;
+    use std::os::fd::AsRawFd;
+
+    use socket2::{SockAddr, Socket as RawSocket};
+
+    use super::{Outgoing, Received, MAX_BATCH};
+
+    pub(super) fn recv_batch(
+        sock: &RawSocket,
+        buf: &mut [u8],
+        slot: usize,
+        n: usize,
+        out: &mut Vec<Received>,
+    ) -> io::Result<usize> {
+        debug_assert!(n <= MAX_BATCH && n * slot <= buf.len());
+        // SAFETY: these are plain C structs (integers and raw pointers) for which all-zero bytes
+        // are a valid value: null pointers and zero lengths.
+        let mut addrs: [libc::sockaddr_storage; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        for (i, chunk) in buf.chunks_exact_mut(slot).take(n).enumerate() {
+            iovs[i] = libc::iovec {
+                iov_base: chunk.as_mut_ptr().cast(),
+                iov_len: slot,
+            };
+        }
+        for i in 0..n {
+            let h = &mut hdrs[i].msg_hdr;
+            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+        }
+        // SAFETY: `hdrs[..n]` are initialised headers; each points at its own address storage
+        // and one iovec, which points at a distinct `slot`-byte piece of `buf`. All of these
+        // outlive the call, and the kernel writes within the given lengths only. The socket is
+        // non-blocking and no timeout is passed.
+        let r = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let got = r as usize;
+        for i in 0..got {
+            let h = &hdrs[i].msg_hdr;
+            let addr =
+                (h.msg_namelen as usize > std::mem::size_of::<libc::sa_family_t>()).then(|| {
+                    // SAFETY: the kernel initialised `msg_namelen` bytes of `addrs[i]` with an
+                    // address of the socket's family (and the rest is zeroed).
+                    unsafe { SockAddr::new(addrs[i], h.msg_namelen) }
+                });
+            out.push(Received {
+                len: (hdrs[i].msg_len as usize).min(slot),
+                truncated: h.msg_flags & libc::MSG_TRUNC != 0,
+                addr,
+            });
+        }
+        Ok(got)
+    }
+
+    pub(super) fn send_batch(sock: &RawSocket, msgs: &[Outgoing]) -> io::Result<usize> {
+        let n = msgs.len().min(MAX_BATCH);
+        // SAFETY: plain C structs for which all-zero bytes are valid (null pointers, zero
+        // lengths).
+        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        for (i, m) in msgs.iter().take(n).enumerate() {
+            iovs[i] = libc::iovec {
+                // The kernel only reads through this pointer (sendmmsg takes no ownership).
+                iov_base: m.data.as_ptr() as *mut libc::c_void,
+                iov_len: m.data.len(),
+            };
+        }
+        for (i, m) in msgs.iter().take(n).enumerate() {
+            let h = &mut hdrs[i].msg_hdr;
+            if let Some(a) = &m.addr {
+                h.msg_name = a.as_ptr() as *mut libc::c_void;
+                h.msg_namelen = a.len();
+            }
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+        }
+        // SAFETY: `hdrs[..n]` are initialised; each points at one iovec over a live `Bytes` and,
+        // optionally, at a live `SockAddr` of the stated length. sendmmsg only reads them, and
+        // all of them outlive the call. MSG_NOSIGNAL: a broken peer is an error, not SIGPIPE.
+        let r = unsafe {
+            libc::sendmmsg(
+                sock.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_NOSIGNAL as _,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r as usize)
+    }
+}
