@@ -6,6 +6,8 @@
 //! second buffer in between.
 
 mod buffer;
+#[doc(hidden)]
+pub mod memory;
 mod read;
 mod write;
 
