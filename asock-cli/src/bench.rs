@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use asock::{a_socket, ByteReadChannel, JoinHandle, SelectorManager};
+use asock::tls::TlsConfig;
+use asock::{a_socket, ByteReadChannel, ByteWriteChannel, JoinHandle, SelectorManager};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 
@@ -69,7 +70,8 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
-    /// Load a UDP echo server (each message one datagram).
+    /// Load a UDP echo server: each connection is a connected UDP socket and each message one
+    /// datagram (ping-pong only; a reply missing for a second counts as an error).
     #[arg(long)]
     pub udp: bool,
     /// Speak TLS.
@@ -210,7 +212,7 @@ fn totals() -> (u64, u64) {
 /// The messages connections send: printable ASCII (so line servers take them), in a few
 /// variants so a repeated or reordered echo does not go unnoticed.
 struct Pattern {
-    variants: Vec<Vec<u8>>,
+    variants: Vec<&'static [u8]>,
 }
 
 impl Pattern {
@@ -223,15 +225,16 @@ impl Pattern {
                 if lines {
                     m.extend_from_slice(b"\r\n");
                 }
-                m
+                // Lives as long as the run: leaked so datagrams can borrow it without a copy.
+                &*Box::leak(m.into_boxed_slice())
             })
             .collect();
         Pattern { variants }
     }
 
-    fn message(&self, conn: usize, k: u64) -> &[u8] {
+    fn message(&self, conn: usize, k: u64) -> &'static [u8] {
         let n = self.variants.len();
-        &self.variants[(conn + (k % n as u64) as usize) % n]
+        self.variants[(conn + (k % n as u64) as usize) % n]
     }
 }
 
@@ -319,9 +322,23 @@ struct Conn {
     mode: BenchMode,
     /// Messages to send, or `None` to run until the stop.
     quota: Option<u64>,
+    /// Speak TLS with this configuration.
+    tls: Option<TlsConfig>,
+    udp: bool,
 }
 
-async fn connection(c: Conn) -> Result<(), String> {
+impl Conn {
+    fn done(&self, k: u64) -> bool {
+        self.quota
+            .map_or(self.shared.phase.load(Ordering::Relaxed) == STOP, |q| {
+                k >= q
+            })
+    }
+}
+
+/// Connects, over TLS when asked, and opens the channels (the write channel flushing every
+/// write when `auto_flush`).
+async fn open(c: &Conn, auto_flush: bool) -> Result<(ByteReadChannel, ByteWriteChannel), String> {
     let socket = a_socket(&c.selector)
         .tcp()
         .no_delay(true)
@@ -329,18 +346,80 @@ async fn connection(c: Conn) -> Result<(), String> {
         .connect(c.addr)
         .await
         .map_err(|e| format!("connect {}: {e}", c.addr))?;
+    Ok(match &c.tls {
+        Some(config) => {
+            let tls = socket
+                .tls(config)
+                .await
+                .map_err(|e| format!("TLS handshake with {}: {e}", c.addr))?;
+            (tls.open_read_channel(), tls.open_write_channel(auto_flush))
+        }
+        None => (
+            socket.open_read_channel(),
+            socket.open_write_channel(auto_flush),
+        ),
+    })
+}
+
+/// Ping-pong over a connected UDP socket: one datagram out, the same datagram back.
+async fn udp_connection(c: Conn) -> Result<(), String> {
+    let socket = a_socket(&c.selector)
+        .udp()
+        .connect(c.addr, None)
+        .await
+        .map_err(|e| format!("connect {}: {e}", c.addr))?;
+    c.shared.connected.fetch_add(1, Ordering::Relaxed);
+    let mut k = 0u64;
+    let mut lost = 0u64;
+    while !c.done(k) {
+        let msg = c.pattern.message(c.id, k);
+        let start = Instant::now();
+        socket
+            .send_packet(msg)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        loop {
+            match asock::time::timeout(Duration::from_secs(1), socket.receive()).await {
+                Ok(Ok(d)) if d.packet[..] == *msg => {
+                    record(start, msg.len(), &c.shared.phase);
+                    break;
+                }
+                // A late reply to a datagram given up on: skip it.
+                Ok(Ok(d)) if lost > 0 && d.packet.len() == msg.len() => {}
+                Ok(Ok(d)) => {
+                    return Err(format!(
+                        "echo mismatch: a {}-byte datagram for a {}-byte message",
+                        d.packet.len(),
+                        msg.len()
+                    ))
+                }
+                Ok(Err(e)) => return Err(format!("receive: {e}")),
+                Err(_) => {
+                    lost += 1;
+                    c.shared
+                        .fail(format!("no reply to a datagram within 1 s ({lost} so far)"));
+                    break;
+                }
+            }
+        }
+        k += 1;
+    }
+    Ok(())
+}
+
+async fn connection(c: Conn) -> Result<(), String> {
+    if c.udp {
+        return udp_connection(c).await;
+    }
+    let (mut input, mut output) = open(&c, c.mode != BenchMode::Stream).await?;
     if c.mode != BenchMode::Idle {
         c.shared.connected.fetch_add(1, Ordering::Relaxed);
     }
-    let mut input = socket.open_read_channel();
     match c.mode {
         BenchMode::Pingpong | BenchMode::Idle => {
-            let mut output = socket.open_write_channel(true);
             let mut k = 0u64;
             loop {
-                if c.quota
-                    .map_or(c.shared.phase.load(Ordering::Relaxed) == STOP, |q| k >= q)
-                {
+                if c.done(k) {
                     break;
                 }
                 let msg = c.pattern.message(c.id, k);
@@ -361,16 +440,12 @@ async fn connection(c: Conn) -> Result<(), String> {
             output.close().await.map_err(|e| format!("close: {e}"))?;
         }
         BenchMode::Stream => {
-            let mut output = socket.open_write_channel(false);
             let sent_at = Mutex::new(VecDeque::<Instant>::new());
             let sent = AtomicU64::new(0);
             let writer_done = AtomicBool::new(false);
             let writer = async {
                 let mut k = 0u64;
-                while !c
-                    .quota
-                    .map_or(c.shared.phase.load(Ordering::Relaxed) == STOP, |q| k >= q)
-                {
+                while !c.done(k) {
                     let msg = c.pattern.message(c.id, k);
                     lock(&sent_at).push_back(Instant::now());
                     sent.store(k + 1, Ordering::Release);
@@ -615,12 +690,21 @@ fn wait(until: Instant, label: &str, progress: &mut Progress, shared: &Shared) {
 
 /// Runs `asock bench`.
 pub fn run(args: BenchArgs) -> CliResult {
-    if args.udp {
-        return Err(CliError("bench --udp is not supported yet".into()));
+    if args.udp && args.mode != BenchMode::Pingpong {
+        return Err(CliError("bench --udp supports --mode pingpong only".into()));
     }
-    if args.tls {
-        return Err(CliError("bench --tls is not supported yet".into()));
-    }
+    let tls = if args.tls {
+        let mut b = TlsConfig::client();
+        if let Some(ca) = &args.ca {
+            b = b.add_root_pem_file(ca)?;
+        }
+        if args.insecure {
+            b = b.danger_accept_invalid_certs();
+        }
+        Some(b.build()?)
+    } else {
+        None
+    };
     if args.connections == 0 {
         return Err(CliError("--connections must be at least 1".into()));
     }
@@ -697,6 +781,8 @@ pub fn run(args: BenchArgs) -> CliResult {
             pattern: pattern.clone(),
             mode: args.mode,
             quota,
+            tls: tls.clone(),
+            udp: args.udp,
         };
         let sh = shared.clone();
         handles.push(selector.launch(async move {
