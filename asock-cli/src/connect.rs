@@ -7,7 +7,7 @@ use crate::{relay::relay, seconds, CliError, CliResult, ConnectArgs};
 /// Runs `asock connect`.
 pub fn run(args: ConnectArgs) -> CliResult {
     if args.udp {
-        return Err(CliError("--udp is not supported yet".into()));
+        return crate::udp::connect(args);
     }
     let tls = if args.tls {
         Some(crate::tls::client_config(&args)?)

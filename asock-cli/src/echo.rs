@@ -50,7 +50,7 @@ pub fn selector(args: &EchoArgs) -> CliResult<SelectorManager> {
 /// Runs `asock echo-server`.
 pub fn run(args: EchoArgs) -> CliResult {
     if args.udp {
-        return Err(CliError("--udp is not supported yet".into()));
+        return crate::udp::echo_server(args);
     }
     let tls = crate::tls::server_config(
         args.tls_cert.as_deref(),
@@ -65,11 +65,14 @@ pub fn run(args: EchoArgs) -> CliResult {
         None => args.addr.clone(),
     };
     selector.run_blocking(async {
-        let mut builder = a_socket(&selector).tcp();
+        let mut builder = a_socket(&selector).tcp().replace_stale(args.unix.is_some());
         if let Some(t) = idle {
             builder = builder.socket_timeout(t);
         }
-        let server = builder.bind(target.as_str()).await?;
+        let server = builder
+            .bind(target.as_str())
+            .await
+            .map_err(crate::udp::unix_bind_error)?;
         if let Some((config, ca)) = tls {
             return crate::tls::serve_echo(&selector, server, config, ca, mode).await;
         }

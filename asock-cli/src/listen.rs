@@ -7,7 +7,7 @@ use crate::{relay::relay, CliError, CliResult, ListenArgs};
 /// Runs `asock listen`.
 pub fn run(args: ListenArgs) -> CliResult {
     if args.udp {
-        return Err(CliError("--udp is not supported yet".into()));
+        return crate::udp::listen(args);
     }
     let tls = crate::tls::server_config(args.tls_cert.as_deref(), args.tls_key.as_deref(), false)?;
     let selector = SelectorManager::builder().threads(1).build()?;
@@ -17,10 +17,15 @@ pub fn run(args: ListenArgs) -> CliResult {
         (None, None) => return Err(CliError("an address is required".into())),
     };
     let socket = selector.run_blocking(async {
-        let server = a_socket(&selector).tcp().bind(target.as_str()).await?;
+        let server = a_socket(&selector)
+            .tcp()
+            .replace_stale(args.unix.is_some())
+            .bind(target.as_str())
+            .await
+            .map_err(crate::udp::unix_bind_error)?;
         let socket = server.accept().await;
         server.close();
-        socket
+        socket.map_err(CliError::from)
     })?;
     if let Some((config, _)) = tls {
         let socket = selector.run_blocking(socket.tls_server(&config))?;

@@ -7,6 +7,7 @@ mod echo;
 mod listen;
 mod relay;
 mod tls;
+mod udp;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,441 @@
+//! `asock echo-server/connect/listen` with `--udp` and `--unix`, driven with socat, python3 and
+//! plain std sockets as peers (127.0.0.1 and temp-dir paths only).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::UdpSocket;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_asock");
+
+/// A running `asock` process, killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `asock echo-server ARGS` and returns it with its first stdout line.
+fn echo_server(args: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(BIN)
+        .arg("echo-server")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start asock");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    (Proc(child), first.trim().to_string())
+}
+
+/// Runs a command with `stdin` fed, bounded in time; returns (status, stdout, stderr).
+fn run(cmd: &mut Command, stdin: &[u8], secs: u64) -> (Option<i32>, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("command did not finish in {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = feeder.join();
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.unwrap().read_to_string(&mut err).unwrap();
+    (status, out, err)
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg(if cmd == "python3" { "--version" } else { "-V" })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+fn udp_client() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+#[test]
+fn echo_server_udp_echoes_each_datagram_to_its_sender() {
+    let (_server, first) = echo_server(&["--udp", "127.0.0.1:0"]);
+    assert!(
+        first.starts_with("Started echo UDP server at 127.0.0.1:"),
+        "{first}"
+    );
+    let addr = first.rsplit(' ').next().unwrap().to_string();
+    // Several senders at once, each gets its own datagrams back.
+    let clients: Vec<UdpSocket> = (0..5).map(|_| udp_client()).collect();
+    for (i, c) in clients.iter().enumerate() {
+        for j in 0..20 {
+            c.send_to(format!("client {i} msg {j}").as_bytes(), &addr)
+                .unwrap();
+        }
+    }
+    let mut buf = [0u8; 70_000];
+    for (i, c) in clients.iter().enumerate() {
+        for j in 0..20 {
+            let (n, from) = c.recv_from(&mut buf).unwrap();
+            assert_eq!(from.to_string(), addr);
+            assert_eq!(
+                std::str::from_utf8(&buf[..n]).unwrap(),
+                format!("client {i} msg {j}")
+            );
+        }
+    }
+    // Empty and largest datagrams.
+    let c = udp_client();
+    c.send_to(b"", &addr).unwrap();
+    assert_eq!(c.recv_from(&mut buf).unwrap().0, 0);
+    let big = vec![0x61u8; 65_507];
+    c.send_to(&big, &addr).unwrap();
+    let (n, _) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &big[..]);
+}
+
+#[test]
+fn echo_server_udp_on_ipv6_and_port_in_use() {
+    let (_server, first) = echo_server(&["--udp", "[::1]:0"]);
+    assert!(
+        first.starts_with("Started echo UDP server at [::1]:"),
+        "{first}"
+    );
+    let addr = first.rsplit(' ').next().unwrap().to_string();
+    let c = UdpSocket::bind("[::1]:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.send_to(b"six", &addr).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"six");
+
+    // The same port again: a clear error, exit 1.
+    let (code, _, err) = run(
+        Command::new(BIN).args(["echo-server", "--udp", &addr]),
+        b"",
+        10,
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with("error: ") && err.contains("already in use"),
+        "{err}"
+    );
+}
+
+#[test]
+fn connect_udp_sends_lines_and_prints_replies() {
+    let (_server, first) = echo_server(&["--udp", "127.0.0.1:0"]);
+    let addr = first.rsplit(' ').next().unwrap().to_string();
+    let (code, out, err) = run(
+        Command::new(BIN).args(["connect", "--udp", &addr]),
+        b"first line\nsecond line\nlast without newline",
+        10,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "first line\nsecond line\nlast without newline\n");
+}
+
+#[test]
+fn connect_udp_to_a_closed_port_is_refused() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, _, err) = run(
+        Command::new(BIN).args(["connect", "--udp", &format!("127.0.0.1:{port}")]),
+        b"anyone?\n",
+        10,
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.starts_with("error: connection refused"), "{err}");
+}
+
+#[test]
+fn connect_udp_against_python_and_socat_peers() {
+    if have("python3") {
+        let code = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.settimeout(10)
+print(s.getsockname()[1], flush=True)
+for _ in range(2):
+    data, addr = s.recvfrom(70000)
+    s.sendto(data.upper(), addr)
+"#;
+        let mut py = Command::new("python3")
+            .args(["-c", code])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        BufReader::new(py.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        let _py = Proc(py);
+        let (code, out, err) = run(
+            Command::new(BIN).args(["connect", "--udp", &format!("127.0.0.1:{}", port.trim())]),
+            b"hello\npython\n",
+            10,
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(out, "HELLO\nPYTHON\n");
+    }
+    if have("socat") {
+        let (_server, first) = echo_server(&["--udp", "127.0.0.1:0"]);
+        let addr = first.rsplit(' ').next().unwrap().to_string();
+        let (code, out, _) = run(
+            Command::new("socat").args(["-t1", "-", &format!("UDP4:{addr}")]),
+            b"via socat\n",
+            10,
+        );
+        assert_eq!(code, Some(0));
+        assert_eq!(out, "via socat\n");
+    }
+}
+
+#[test]
+fn listen_udp_answers_the_first_sender() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args(["listen", "--udp", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let _p = Proc(child);
+    let first = udp_client();
+    let other = udp_client();
+    // The listener may still be starting: resend until it relays.
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    first
+        .send_to(b"hello listener\n", ("127.0.0.1", port))
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut l = String::new();
+        while stdout.read_line(&mut l).unwrap_or(0) > 0 {
+            let _ = tx.send(std::mem::take(&mut l));
+        }
+    });
+    while line.is_empty() {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) => line = l,
+            Err(_) => {
+                assert!(Instant::now() < deadline, "listen relayed nothing");
+                first
+                    .send_to(b"hello listener\n", ("127.0.0.1", port))
+                    .unwrap();
+            }
+        }
+    }
+    assert_eq!(line, "hello listener\n");
+    // A second sender is ignored.
+    other.send_to(b"intruder\n", ("127.0.0.1", port)).unwrap();
+    first.send_to(b"again\n", ("127.0.0.1", port)).unwrap();
+    let mut next = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    while next == "hello listener\n" {
+        next = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+    assert_eq!(next, "again\n");
+    // stdin goes to the first sender.
+    stdin.write_all(b"reply from stdin\n").unwrap();
+    stdin.flush().unwrap();
+    let mut buf = [0u8; 128];
+    let (n, from) = first.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"reply from stdin\n");
+    assert_eq!(from.port(), port);
+}
+
+fn is_socket(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
+}
+
+#[test]
+fn echo_server_unix_replaces_stale_refuses_live_and_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("echo.sock");
+    // A stale file from a server that died.
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(is_socket(&path));
+    let p = path.to_str().unwrap();
+    let (server, first) = echo_server(&["--unix", p]);
+    assert_eq!(first, format!("Started echo telnet server at unix:{p}"));
+
+    let mut s = UnixStream::connect(&path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"over unix\n").unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut back = String::new();
+    r.read_line(&mut back).unwrap();
+    assert_eq!(back, "over unix\r\n");
+
+    // A live server's path is refused.
+    let (code, _, err) = run(
+        Command::new(BIN).args(["echo-server", "--unix", p]),
+        b"",
+        10,
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with("error: ") && err.contains("already in use"),
+        "{err}"
+    );
+    // The first server is unharmed.
+    s.write_all(b"still\n").unwrap();
+    back.clear();
+    r.read_line(&mut back).unwrap();
+    assert_eq!(back, "still\r\n");
+    drop(server);
+
+    // A regular file is an error and is left untouched.
+    let file = dir.path().join("data.txt");
+    std::fs::write(&file, b"precious").unwrap();
+    let (code, _, err) = run(
+        Command::new(BIN).args(["echo-server", "--unix", file.to_str().unwrap()]),
+        b"",
+        10,
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with("error: ") && err.contains("not a socket"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+}
+
+#[test]
+fn connect_unix_relays_and_exits_at_peer_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.sock");
+    let p = path.to_str().unwrap();
+    let (_server, _) = echo_server(&["--unix", p]);
+    let (code, out, err) = run(
+        Command::new(BIN).args(["connect", "--unix", p]),
+        b"alpha\nbeta\n",
+        10,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "alpha\r\nbeta\r\n");
+    // Raw echo too, and socat / python clients.
+    let rpath = dir.path().join("raw.sock");
+    let (_raw, _) = echo_server(&["--unix", rpath.to_str().unwrap(), "--raw"]);
+    if have("socat") {
+        let (code, out, _) = run(
+            Command::new("socat").args(["-t2", "-", &format!("UNIX-CONNECT:{}", rpath.display())]),
+            b"raw bytes, no newline",
+            10,
+        );
+        assert_eq!(code, Some(0));
+        assert_eq!(out, "raw bytes, no newline");
+    }
+    if have("python3") {
+        let code = format!(
+            r#"
+import socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect({p:?})
+s.sendall(b"py\n")
+s.shutdown(socket.SHUT_WR)
+print(s.recv(100).decode().strip())
+"#
+        );
+        let (status, out, err) = run(Command::new("python3").args(["-c", &code]), b"", 10);
+        assert_eq!(status, Some(0), "{err}");
+        assert_eq!(out.trim(), "py");
+    }
+    // A missing path: a clear error.
+    let (code, _, err) = run(
+        Command::new(BIN).args([
+            "connect",
+            "--unix",
+            dir.path().join("missing.sock").to_str().unwrap(),
+        ]),
+        b"",
+        10,
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.starts_with("error: connection refused"), "{err}");
+}
+
+#[test]
+fn listen_unix_relays_one_connection_with_socat() {
+    if !have("socat") {
+        eprintln!("socat missing: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sock");
+    // A stale file is replaced by `listen` too.
+    drop(UnixListener::bind(&path).unwrap());
+    let mut child = Command::new(BIN)
+        .args(["listen", "--unix", path.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let proc_ = Proc(child);
+    // Wait for the listener to be live (the stale file was replaced by a live socket).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match UnixStream::connect(&path) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("listen never came up: {e}"),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"to the listener\n").unwrap();
+    let mut r = BufReader::new(stdout);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "to the listener\n");
+    stdin.write_all(b"back to the client\n").unwrap();
+    drop(stdin);
+    let mut got = String::new();
+    BufReader::new(&mut s).read_line(&mut got).unwrap();
+    assert_eq!(got, "back to the client\n");
+    drop(s);
+    drop(proc_);
+}
