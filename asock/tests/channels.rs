@@ -17,10 +17,19 @@ fn lines_accept_lf_and_crlf_and_last_unterminated_line() {
         out.write_str("one\ntwo\r\n\r\nthree").await.unwrap();
         out.close().await.unwrap();
         let mut input = s.open_read_channel();
-        assert_eq!(input.read_utf8_line().await.unwrap().as_deref(), Some("one"));
-        assert_eq!(input.read_utf8_line().await.unwrap().as_deref(), Some("two"));
+        assert_eq!(
+            input.read_utf8_line().await.unwrap().as_deref(),
+            Some("one")
+        );
+        assert_eq!(
+            input.read_utf8_line().await.unwrap().as_deref(),
+            Some("two")
+        );
         assert_eq!(input.read_utf8_line().await.unwrap().as_deref(), Some(""));
-        assert_eq!(input.read_utf8_line().await.unwrap().as_deref(), Some("three"));
+        assert_eq!(
+            input.read_utf8_line().await.unwrap().as_deref(),
+            Some("three")
+        );
         assert_eq!(input.read_utf8_line().await.unwrap(), None);
         assert_eq!(input.read_utf8_line().await.unwrap(), None);
         assert!(input.is_closed_for_read());
@@ -116,7 +125,10 @@ fn invalid_utf8_is_a_typed_error_with_the_bytes() {
             }
             other => panic!("expected InvalidUtf8, got {other:?}"),
         }
-        assert_eq!(input.read_utf8_line().await.unwrap().as_deref(), Some("after"));
+        assert_eq!(
+            input.read_utf8_line().await.unwrap().as_deref(),
+            Some("after")
+        );
     }));
 }
 
@@ -152,7 +164,10 @@ fn typed_reads_and_writes_round_trip() {
         assert_eq!(input.read_f32_le().await.unwrap(), -0.25);
         assert_eq!(input.read_u128().await.unwrap(), 7);
         let err = input.read_u32().await.unwrap_err();
-        assert!(matches!(err, Error::UnexpectedEof { needed: 4, got: 0 }), "{err}");
+        assert!(
+            matches!(err, Error::UnexpectedEof { needed: 4, got: 0 }),
+            "{err}"
+        );
     }));
 }
 
@@ -185,7 +200,12 @@ fn read_until_remaining_discard_available() {
         let mut input = s.open_read_channel();
         assert!(input.await_content().await.unwrap());
         assert!(input.available_for_read() > 0);
-        let head = input.read_until(b"\r\n\r\n").await.unwrap().unwrap().to_vec();
+        let head = input
+            .read_until(b"\r\n\r\n")
+            .await
+            .unwrap()
+            .unwrap()
+            .to_vec();
         assert_eq!(head, b"GET / HTTP/1.1\r\nHost: x");
         assert_eq!(input.discard(8).await.unwrap(), 8);
         let mut ten = [0; 10];
@@ -291,15 +311,21 @@ fn futures_io_traits_work() {
     sel.run_blocking(within(10, async {
         let (c, s) = pair(&sel).await;
         let mut out = c.open_write_channel(false);
-        AsyncWriteExt::write_all(&mut out, b"alpha\nbeta\n").await.unwrap();
+        AsyncWriteExt::write_all(&mut out, b"alpha\nbeta\n")
+            .await
+            .unwrap();
         AsyncWriteExt::flush(&mut out).await.unwrap();
         AsyncWriteExt::close(&mut out).await.unwrap();
         let mut input = s.open_read_channel();
         let mut line = String::new();
-        AsyncBufReadExt::read_line(&mut input, &mut line).await.unwrap();
+        AsyncBufReadExt::read_line(&mut input, &mut line)
+            .await
+            .unwrap();
         assert_eq!(line, "alpha\n");
         let mut rest = Vec::new();
-        AsyncReadExt::read_to_end(&mut input, &mut rest).await.unwrap();
+        AsyncReadExt::read_to_end(&mut input, &mut rest)
+            .await
+            .unwrap();
         assert_eq!(rest, b"beta\n");
     }));
 }

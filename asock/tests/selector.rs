@@ -32,7 +32,9 @@ fn launch_and_join() {
     let sel = SelectorManager::builder().threads(2).build().unwrap();
     assert_eq!(sel.threads(), 2);
     let sum = sel.run_blocking(async {
-        let handles: Vec<_> = (0..100u64).map(|i| sel.launch(async move { i * 2 })).collect();
+        let handles: Vec<_> = (0..100u64)
+            .map(|i| sel.launch(async move { i * 2 }))
+            .collect();
         let mut sum = 0;
         for h in handles {
             sum += h.await.unwrap();
@@ -69,7 +71,10 @@ fn panicking_task_is_reported_and_loop_survives() {
             panic!("boom");
         }
     }));
-    assert!(matches!(r, Err(Error::Panicked(ref m)) if m.contains("boom")), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Panicked(ref m)) if m.contains("boom")),
+        "{r:?}"
+    );
     assert_eq!(sel.run_blocking(sel.launch(async { 5 })).unwrap(), 5);
 }
 
@@ -80,7 +85,11 @@ fn sleep_and_timeout() {
         let t = Instant::now();
         asock::time::sleep(Duration::from_millis(30)).await;
         assert!(t.elapsed() >= Duration::from_millis(30));
-        let r = asock::time::timeout(Duration::from_millis(10), asock::time::sleep(Duration::from_secs(5))).await;
+        let r = asock::time::timeout(
+            Duration::from_millis(10),
+            asock::time::sleep(Duration::from_secs(5)),
+        )
+        .await;
         assert!(matches!(r, Err(Error::Timeout)));
         let r = asock::time::timeout(Duration::from_secs(5), async { 1 }).await;
         assert_eq!(r.unwrap(), 1);
@@ -125,7 +134,10 @@ fn close_joins_every_loop_thread() {
     assert!(sel.is_closed());
     assert_eq!(threads_named("lk-close"), 0, "threads leaked");
     // Launching on a closed manager gives a cancelled task, not a hang.
-    assert!(matches!(sel.run_blocking(sel.launch(async { 1 })), Err(Error::Cancelled)));
+    assert!(matches!(
+        sel.run_blocking(sel.launch(async { 1 })),
+        Err(Error::Cancelled)
+    ));
 }
 
 #[test]

@@ -25,7 +25,11 @@ fn echo_round_trip_and_addresses() {
             }
             drop(sel2);
         });
-        let c = a_socket(&sel).tcp().connect(("localhost", port)).await.unwrap();
+        let c = a_socket(&sel)
+            .tcp()
+            .connect(("localhost", port))
+            .await
+            .unwrap();
         assert_eq!(c.remote_address().port(), Some(port));
         assert!(matches!(c.local_address(), SocketAddress::Inet(a) if a.ip().is_loopback()));
         let mut o = c.open_write_channel(true);
@@ -55,7 +59,11 @@ fn ipv6_loopback() {
         let s = server.accept().await.unwrap();
         c.open_write_channel(true).write_str("v6\n").await.unwrap();
         assert_eq!(
-            s.open_read_channel().read_utf8_line().await.unwrap().as_deref(),
+            s.open_read_channel()
+                .read_utf8_line()
+                .await
+                .unwrap()
+                .as_deref(),
             Some("v6")
         );
     }));
@@ -85,7 +93,10 @@ fn every_resolved_address_is_tried() {
     sel.run_blocking(within(10, async {
         let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await.unwrap();
         let port = server.port().unwrap();
-        let c = a_socket(&sel).tcp().connect(format!("localhost:{port}")).await;
+        let c = a_socket(&sel)
+            .tcp()
+            .connect(format!("localhost:{port}"))
+            .await;
         assert!(c.is_ok(), "{c:?}");
     }));
 }
@@ -135,7 +146,11 @@ fn accept_is_cancel_safe() {
             let r = asock::time::timeout(Duration::from_millis(10), server.accept()).await;
             assert!(r.is_err());
         }
-        let _c = a_socket(&sel).tcp().connect(server.local_address()).await.unwrap();
+        let _c = a_socket(&sel)
+            .tcp()
+            .connect(server.local_address())
+            .await
+            .unwrap();
         within(5, server.accept()).await.unwrap();
     }));
 }
@@ -150,7 +165,11 @@ fn socket_timeout_fires_on_idle_peer() {
             .bind("127.0.0.1:0")
             .await
             .unwrap();
-        let c = a_socket(&sel).tcp().connect(server.local_address()).await.unwrap();
+        let c = a_socket(&sel)
+            .tcp()
+            .connect(server.local_address())
+            .await
+            .unwrap();
         let s = server.accept().await.unwrap();
         assert_eq!(s.socket_timeout(), Some(Duration::from_millis(200)));
         let mut input = s.open_read_channel();
@@ -178,7 +197,12 @@ fn connect_timeout_is_typed() {
     // 127.0.0.1 never blackholes, so fill a tiny backlog instead: the kernel then drops SYNs.
     let sel = selector();
     sel.run_blocking(within(20, async {
-        let server = a_socket(&sel).tcp().backlog(0).bind("127.0.0.1:0").await.unwrap();
+        let server = a_socket(&sel)
+            .tcp()
+            .backlog(0)
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
         let addr = server.local_address().clone();
         let mut held = Vec::new();
         let mut timed_out = false;
@@ -243,7 +267,12 @@ fn socket_close_ends_pending_read() {
         let (_c, s) = pair(&sel).await;
         let s = std::sync::Arc::new(s);
         let s2 = s.clone();
-        let reader = sel.launch(async move { s2.open_read_channel().read_line().await.map(|l| l.map(<[u8]>::to_vec)) });
+        let reader = sel.launch(async move {
+            s2.open_read_channel()
+                .read_line()
+                .await
+                .map(|l| l.map(<[u8]>::to_vec))
+        });
         asock::time::sleep(Duration::from_millis(50)).await;
         s.close();
         assert!(s.is_closed());
@@ -296,7 +325,9 @@ fn options_defaults_and_setters() {
 fn std_peer_interop() {
     // A plain blocking std client against an asock server.
     let sel = selector();
-    let server = sel.run_blocking(a_socket(&sel).tcp().bind("127.0.0.1:0")).unwrap();
+    let server = sel
+        .run_blocking(a_socket(&sel).tcp().bind("127.0.0.1:0"))
+        .unwrap();
     let addr = server.local_address().as_inet().unwrap();
     let h = sel.launch(async move {
         let s = server.accept().await.unwrap();
@@ -306,7 +337,9 @@ fn std_peer_interop() {
         o.write_u32(n + 1).await.unwrap();
     });
     let mut std_client = std::net::TcpStream::connect(addr).unwrap();
-    std_client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std_client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     std_client.write_all(&41u32.to_be_bytes()).unwrap();
     let mut b = [0; 4];
     std_client.read_exact(&mut b).unwrap();

@@ -235,7 +235,7 @@ impl Drop for ByteWriteChannel {
         if self.queued() == 0 {
             // The common case: shut down now if the source can do it without waiting.
             let mut cx = Context::from_waker(Waker::noop());
-            if let Poll::Ready(_) = self.src.poll_shutdown_write(&mut cx) {
+            if self.src.poll_shutdown_write(&mut cx).is_ready() {
                 self.src.write_finished();
                 return;
             }

@@ -84,9 +84,14 @@ impl Source for StreamShared {
 
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let len = buf.len();
-        // socket2's `send` passes MSG_NOSIGNAL: a reset peer is an error, never a SIGPIPE.
-        self.io
-            .poll_io(cx, Direction::Write, |s| s.send(buf), |n| *n < len)
+        // MSG_NOSIGNAL: a reset peer is an error, never a SIGPIPE, whatever the host process
+        // does with that signal.
+        self.io.poll_io(
+            cx,
+            Direction::Write,
+            |s| s.send_with_flags(buf, SEND_FLAGS),
+            |n| *n < len,
+        )
     }
 
     fn poll_shutdown_write(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

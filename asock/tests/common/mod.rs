@@ -7,7 +7,10 @@ use asock::{a_socket, SelectorManager, Socket};
 
 /// A selector with two loops, like the CI machine's two cores.
 pub fn selector() -> SelectorManager {
-    SelectorManager::builder().threads(2).build().expect("selector")
+    SelectorManager::builder()
+        .threads(2)
+        .build()
+        .expect("selector")
 }
 
 /// A connected pair over 127.0.0.1: (client, accepted).
