@@ -44,8 +44,8 @@ scenario_args() {
 
 ulimit -n 20000 2>/dev/null || true
 build
-echo "# placement scenario server round msgs_per_s mb_per_s p50_us p99_us p999_us errors server_cpu_us_per_msg server_cpu_pct client_cpu_pct" >"$OUT"
-echo "results: $OUT (rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s)" >&2
+echo "# placement scenario server round msgs_per_s mb_per_s p50_us p99_us p999_us errors server_cpu_us_per_msg server_cpu_pct client_cpu_pct other_cpu_pct" >"$OUT"
+echo "results: $OUT (rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s; load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 
 for placement in $PLACEMENTS; do
     load_cpu=$LOAD_CPU
@@ -67,8 +67,9 @@ for placement in $PLACEMENTS; do
                     continue
                 fi
                 row="$placement $scenario $server $round"
-                for k in msgs_per_s mb_per_s p50_us p99_us p999_us errors server_cpu_us_per_msg server_cpu_pct client_cpu_pct; do
-                    row+=" $(field "$k" "$line")"
+                for k in msgs_per_s mb_per_s p50_us p99_us p999_us errors server_cpu_us_per_msg server_cpu_pct client_cpu_pct other_cpu_pct; do
+                    v=$(field "$k" "$line")
+                    row+=" ${v:--}"
                 done
                 echo "$row" >>"$OUT"
                 echo "  $row" >&2

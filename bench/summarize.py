@@ -8,7 +8,7 @@ import sys
 from collections import OrderedDict
 
 COLS = ["msgs_per_s", "mb_per_s", "p50_us", "p99_us", "p999_us", "errors",
-        "server_cpu_us_per_msg", "server_cpu_pct", "client_cpu_pct"]
+        "server_cpu_us_per_msg", "server_cpu_pct", "client_cpu_pct", "other_cpu_pct"]
 
 
 def num(s):
@@ -45,13 +45,14 @@ def main():
         where = "server CPU0, load CPU1" if placement == "split" else "server and load on CPU0"
         print(f"\n== {scenario} ({where}; medians of {max(r['n'] for r in med.values())} runs)")
         hdr = ["server", "msgs/s", "MB/s", "p50 us", "p99 us", "p99.9 us",
-               "srv us/msg", "srv cpu%", "load cpu%", "errors"]
+               "srv us/msg", "srv cpu%", "load cpu%", "noise cpu%", "errors"]
         rows = []
         for server, r in med.items():
             rows.append([server, fmt(r["msgs_per_s"], 0), fmt(r["mb_per_s"], 1),
                          fmt(r["p50_us"], 1), fmt(r["p99_us"], 1), fmt(r["p999_us"], 1),
                          fmt(r["server_cpu_us_per_msg"], 3), fmt(r["server_cpu_pct"], 0),
-                         fmt(r["client_cpu_pct"], 0), fmt(r["errors"], 0)])
+                         fmt(r["client_cpu_pct"], 0), fmt(r["other_cpu_pct"], 0),
+                         fmt(r["errors"], 0)])
         table(hdr, rows, md)
         ours = next((s for s in med if s.startswith("asock")), None)
         if ours is None:

@@ -503,6 +503,22 @@ fn cpu_time(pid: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// Busy CPU time of the whole machine so far (all cores, idle and I/O wait left out), from
+/// /proc/stat.
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    Some(Duration::from_millis(busy * 10))
+}
+
 /// What a run measured.
 struct Report {
     msgs: u64,
@@ -513,6 +529,8 @@ struct Report {
     connections: usize,
     server_cpu: Option<Duration>,
     client_cpu: Option<Duration>,
+    /// CPU the rest of the machine used meanwhile (noise), when the server's is known.
+    other_cpu: Option<Duration>,
 }
 
 impl Report {
@@ -556,6 +574,9 @@ impl Report {
         if let (Some(us), Some(pct)) = (self.server_us_per_msg(), self.cpu_pct(self.server_cpu)) {
             s += &format!(" server_cpu_us_per_msg={us:.3} server_cpu_pct={pct:.1}");
         }
+        if let Some(o) = self.cpu_pct(self.other_cpu) {
+            s += &format!(" other_cpu_pct={o:.1}");
+        }
         s
     }
 
@@ -566,7 +587,7 @@ impl Report {
              \"secs\":{:.3},\"msgs\":{},\"bytes\":{},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},\
              \"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1},\
              \"errors\":{},\"client_cpu_pct\":{},\"server_cpu_pct\":{},\
-             \"server_cpu_us_per_msg\":{}}}",
+             \"server_cpu_us_per_msg\":{},\"other_cpu_pct\":{}}}",
             args.addr,
             mode_name(args.mode),
             args.lines,
@@ -586,6 +607,7 @@ impl Report {
             opt(self.cpu_pct(self.client_cpu)),
             opt(self.cpu_pct(self.server_cpu)),
             opt(self.server_us_per_msg()),
+            opt(self.cpu_pct(self.other_cpu)),
         )
     }
 
@@ -619,6 +641,9 @@ impl Report {
         }
         if let (Some(us), Some(pct)) = (self.server_us_per_msg(), self.cpu_pct(self.server_cpu)) {
             s += &format!("  server CPU  {pct:.1}% of one core, {us:.2} us per message\n");
+        }
+        if let Some(o) = self.cpu_pct(self.other_cpu) {
+            s += &format!("  other CPU   {o:.1}% of one core (the rest of the machine: noise)\n");
         }
         s += &format!("  errors      {}\n", self.errors);
         s
@@ -752,7 +777,13 @@ pub fn run(args: BenchArgs) -> CliResult {
     });
     let pattern = Arc::new(Pattern::new(args.size, args.lines));
     let server_pid = args.server_pid.map(|p| p.to_string());
-    let cpu_now = || (server_pid.as_deref().and_then(cpu_time), cpu_time("self"));
+    let cpu_now = || {
+        (
+            server_pid.as_deref().and_then(cpu_time),
+            cpu_time("self"),
+            machine_busy(),
+        )
+    };
 
     let mut progress = Progress::new();
     let (mut start_cpu, mut start) = (cpu_now(), Instant::now());
@@ -867,6 +898,11 @@ pub fn run(args: BenchArgs) -> CliResult {
         connections: n,
         server_cpu: diff(start_cpu.0, end_cpu.0),
         client_cpu: diff(start_cpu.1, end_cpu.1),
+        other_cpu: (|| {
+            let busy = diff(start_cpu.2, end_cpu.2)?;
+            let ours = diff(start_cpu.0, end_cpu.0)? + diff(start_cpu.1, end_cpu.1)?;
+            Some(busy.saturating_sub(ours))
+        })(),
     };
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -1,7 +1,8 @@
 //! The floor: a bare mio byte-echo loop with no runtime. One thread, one shared read buffer,
 //! edge-triggered readiness, and a short read taken as "drained" (no extra read that would only
-//! return `WouldBlock`). Bytes the socket does not take at once wait in a per-connection queue,
-//! and that connection is not read again until its queue is written out.
+//! return `WouldBlock`) unless the peer's FIN was already reported. Bytes the socket does not
+//! take at once wait in a per-connection queue, and that connection is not read again until its
+//! queue is written out.
 //!
 //! `mio-echo [ADDR] [--buf BYTES]`
 
@@ -21,6 +22,9 @@ struct Conn {
     sent: usize,
     /// Readable as far as we know (an edge arrived, and no short read since).
     readable: bool,
+    /// The peer's FIN was reported: a short read no longer means drained, since the end of
+    /// stream still has to be read (its edge may have come before the data was read).
+    read_closed: bool,
     eof: bool,
 }
 
@@ -76,6 +80,7 @@ fn run(args: &asock_bench_peers::Args) -> io::Result<()> {
                                 pending: Vec::new(),
                                 sent: 0,
                                 readable: true,
+                                read_closed: false,
                                 eof: false,
                             });
                         }
@@ -93,6 +98,9 @@ fn run(args: &asock_bench_peers::Args) -> io::Result<()> {
             };
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 conn.readable = true;
+            }
+            if event.is_read_closed() {
+                conn.read_closed = true;
             }
             if let Next::Close = drive(conn, &mut buf) {
                 let mut conn = conns.remove(key);
@@ -125,7 +133,7 @@ fn drive(conn: &mut Conn, buf: &mut [u8]) -> Next {
         match conn.stream.read(buf) {
             Ok(0) => conn.eof = true,
             Ok(n) => {
-                if n < buf.len() {
+                if n < buf.len() && !conn.read_closed {
                     conn.readable = false;
                 }
                 let mut off = 0;
