@@ -43,6 +43,7 @@
 
 pub mod address;
 pub mod channel;
+mod compat;
 mod error;
 mod selector;
 mod sockets;

@@ -2,6 +2,7 @@
 
 use std::future::poll_fn;
 use std::io;
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -505,6 +506,7 @@ impl Drop for ByteReadChannel {
     }
 }
 
+#[cfg(feature = "futures-io")]
 impl futures_io::AsyncRead for ByteReadChannel {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -517,6 +519,7 @@ impl futures_io::AsyncRead for ByteReadChannel {
     }
 }
 
+#[cfg(feature = "futures-io")]
 impl futures_io::AsyncBufRead for ByteReadChannel {
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         let this = self.get_mut();
@@ -530,5 +533,43 @@ impl futures_io::AsyncBufRead for ByteReadChannel {
     fn consume(self: Pin<&mut Self>, amt: usize) {
         let this = self.get_mut();
         ByteReadChannel::consume(this, amt);
+    }
+}
+
+/// tokio's reader traits (feature `tokio`): one copy, from the channel's buffer into the
+/// caller's `ReadBuf`, with no zeroing of uninitialised memory.
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncRead for ByteReadChannel {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if ready!(this.poll_ensure(cx, 1)).map_err(io::Error::from)? {
+            let n = buf.remaining().min(this.available_for_read());
+            buf.put_slice(&this.buf[this.start..this.start + n]);
+            this.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncBufRead for ByteReadChannel {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        if ready!(this.poll_ensure(cx, 1)).map_err(io::Error::from)? {
+            Poll::Ready(Ok(&this.buf[this.start..this.end]))
+        } else {
+            Poll::Ready(Ok(&[]))
+        }
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        ByteReadChannel::consume(self.get_mut(), amt);
     }
 }

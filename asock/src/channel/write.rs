@@ -2,6 +2,7 @@
 
 use std::future::poll_fn;
 use std::io;
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
@@ -263,13 +264,11 @@ impl Drop for ByteWriteChannel {
     }
 }
 
-impl futures_io::AsyncWrite for ByteWriteChannel {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
+/// The poll functions behind the `futures_io` and tokio writer traits.
+#[allow(dead_code)] // unused when neither `futures-io` nor `tokio` is on
+impl ByteWriteChannel {
+    fn poll_write_io(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self;
         if this.closed {
             return Poll::Ready(Err(Error::Closed("write channel").into()));
         }
@@ -292,12 +291,8 @@ impl futures_io::AsyncWrite for ByteWriteChannel {
         Poll::Ready(Ok(n))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_flush_all(cx).map_err(io::Error::from)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
+    fn poll_close_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self;
         if this.closed {
             return Poll::Ready(Ok(()));
         }
@@ -306,5 +301,45 @@ impl futures_io::AsyncWrite for ByteWriteChannel {
         this.closed = true;
         this.src.write_finished();
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(feature = "futures-io")]
+impl futures_io::AsyncWrite for ByteWriteChannel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_io(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_flush_all(cx).map_err(io::Error::from)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_close_io(cx)
+    }
+}
+
+/// tokio's writer trait (feature `tokio`). `poll_shutdown` is [`ByteWriteChannel::close`]:
+/// flush, then half-close.
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncWrite for ByteWriteChannel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_io(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_flush_all(cx).map_err(io::Error::from)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_close_io(cx)
     }
 }

@@ -1,14 +1,18 @@
 //! [`TlsSocket`]: a socket after a TLS handshake.
 
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
 use std::io;
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
 use std::pin::Pin;
 use std::sync::Arc;
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::session::{HandshakeInfo, TlsSession};
 use super::{CertificateDer, CipherSuite, TlsVersion};
 use crate::address::SocketAddress;
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
 use crate::channel::Source;
 use crate::{ByteReadChannel, ByteWriteChannel, Socket};
 
@@ -17,7 +21,8 @@ use crate::{ByteReadChannel, ByteWriteChannel, Socket};
 /// It has the API of a plain [`Socket`]: [`open_read_channel`](Self::open_read_channel) and
 /// [`open_write_channel`](Self::open_write_channel) give the same [`ByteReadChannel`] and
 /// [`ByteWriteChannel`], reading and writing plaintext. It also implements `futures_io`'s
-/// `AsyncRead` and `AsyncWrite` directly (use either the channels or those, not both).
+/// `AsyncRead` and `AsyncWrite` directly (feature `futures-io`, on by default), and tokio's
+/// (feature `tokio`); use either the channels or those traits on one socket, not both.
 ///
 /// End of stream: the peer's `close_notify` is a clean end of stream; a TCP close without one
 /// fails the read with [`Error::Tls`](crate::Error::Tls) and
@@ -141,6 +146,7 @@ impl TlsSocket {
     }
 }
 
+#[cfg(feature = "futures-io")]
 impl futures_io::AsyncRead for TlsSocket {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -151,6 +157,7 @@ impl futures_io::AsyncRead for TlsSocket {
     }
 }
 
+#[cfg(feature = "futures-io")]
 impl futures_io::AsyncWrite for TlsSocket {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -165,6 +172,41 @@ impl futures_io::AsyncWrite for TlsSocket {
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.session.poll_shutdown_write(cx)
+    }
+}
+
+/// tokio's reader trait (feature `tokio`): reads plaintext straight from the TLS session.
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncRead for TlsSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = std::task::ready!(self.session.poll_read(cx, buf.initialize_unfilled()))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// tokio's writer trait (feature `tokio`): `poll_shutdown` sends close_notify, then
+/// half-closes TCP.
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncWrite for TlsSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.session.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Source::poll_flush(&*self.session, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.session.poll_shutdown_write(cx)
     }
 }
