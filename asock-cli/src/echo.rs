@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use asock::{a_socket, ByteReadChannel, ByteWriteChannel, Error, SelectorManager, SocketAddress};
 
+use crate::shutdown::Graceful;
 use crate::{log, seconds, CliError, CliResult, EchoArgs};
 
 /// How a connection is echoed.
@@ -59,6 +60,7 @@ pub fn run(args: EchoArgs) -> CliResult {
     )?;
     let selector = selector(&args)?;
     let idle = args.idle_timeout.map(seconds).transpose()?;
+    let grace = seconds(args.grace)?;
     let mode = Mode::of(&args);
     let target = match &args.unix {
         Some(path) => SocketAddress::Unix(path.clone()).to_string(),
@@ -73,9 +75,14 @@ pub fn run(args: EchoArgs) -> CliResult {
             .bind(target.as_str())
             .await
             .map_err(crate::udp::unix_bind_error)?;
+        crate::shutdown::log_accept_backoff(&server);
+        let graceful = Graceful::new(grace);
         if let Some((config, ca)) = tls {
-            return crate::tls::serve_echo(&selector, server, config, ca, mode).await;
+            return crate::tls::serve_echo(&selector, server, config, ca, mode, graceful).await;
         }
+        let server = std::sync::Arc::new(server);
+        let closer = server.clone();
+        graceful.install(move || closer.close())?;
         announce(&format!(
             "Started echo telnet server at {}",
             server.local_address()
@@ -83,7 +90,10 @@ pub fn run(args: EchoArgs) -> CliResult {
         loop {
             let socket = match server.accept().await {
                 Ok(s) => s,
-                Err(Error::Closed(_)) => return Ok(()),
+                Err(Error::Closed(_)) => {
+                    graceful.drain().await;
+                    return Ok(());
+                }
                 Err(e) => {
                     log!("accept: {e}");
                     continue;
@@ -91,7 +101,9 @@ pub fn run(args: EchoArgs) -> CliResult {
             };
             let peer = socket.remote_address().clone();
             log!("Socket accepted: {peer}");
+            let tracked = graceful.track();
             selector.launch(async move {
+                let _tracked = tracked;
                 let input = socket.open_read_channel();
                 let output = socket.open_write_channel(false);
                 match serve(input, output, mode).await {

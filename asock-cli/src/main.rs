@@ -6,6 +6,7 @@ mod connect;
 mod echo;
 mod listen;
 mod relay;
+mod shutdown;
 mod tls;
 mod udp;
 
@@ -100,6 +101,10 @@ pub struct EchoArgs {
     /// Close connections idle for this many seconds.
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<f64>,
+    /// At SIGINT/SIGTERM: stop accepting, give open connections this long to finish, then close
+    /// them and exit 0 (a second signal exits at once).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub grace: f64,
 }
 
 /// Options of `connect`.

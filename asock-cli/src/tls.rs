@@ -9,6 +9,7 @@ use asock::{Error, SelectorManager, ServerSocket};
 use clap::Args;
 
 use crate::echo::{announce, serve, Mode};
+use crate::shutdown::Graceful;
 use crate::{log, CliError, CliResult, ConnectArgs};
 
 /// Options of `cert`.
@@ -129,8 +130,11 @@ pub async fn serve_echo(
     config: TlsServerConfig,
     ca: Option<PathBuf>,
     mode: Mode,
+    graceful: Graceful,
 ) -> CliResult {
-    let server = server.tls(&config);
+    let server = std::sync::Arc::new(server.tls(&config));
+    let closer = server.clone();
+    graceful.install(move || closer.close())?;
     announce(&format!(
         "Started TLS echo telnet server at {}",
         server.local_address()
@@ -145,7 +149,10 @@ pub async fn serve_echo(
     loop {
         let socket = match server.accept().await {
             Ok(s) => s,
-            Err(Error::Closed(_)) => return Ok(()),
+            Err(Error::Closed(_)) => {
+                graceful.drain().await;
+                return Ok(());
+            }
             Err(e) => {
                 log!("accept: {e}");
                 continue;
@@ -159,7 +166,9 @@ pub async fn serve_echo(
                 .map(|v| v.to_string())
                 .unwrap_or_default()
         );
+        let tracked = graceful.track();
         selector.launch(async move {
+            let _tracked = tracked;
             let input = socket.open_read_channel();
             let output = socket.open_write_channel(false);
             match serve(input, output, mode).await {

@@ -56,7 +56,8 @@ pub use channel::{ByteReadChannel, ByteWriteChannel};
 pub use error::{Error, Result, TlsReason};
 pub use selector::{block_on, Builder as SelectorBuilder, JoinHandle, SelectorManager};
 pub use sockets::{
-    a_socket, Connection, ServerSocket, Socket, SocketBuilder, SocketOptions, TcpSocketBuilder,
+    a_socket, AcceptBackoff, Connection, ServerSocket, Socket, SocketBuilder, SocketOptions,
+    TcpSocketBuilder,
 };
 pub use sockets::{
     BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramSender, Incoming,

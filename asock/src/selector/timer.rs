@@ -102,6 +102,9 @@ impl TimerHeap {
 pub struct Sleep {
     deadline: Instant,
     entry: Option<Arc<TimerEntry>>,
+    /// The manager whose loop keeps the timer when polled outside any loop (default: the
+    /// lazily started background manager).
+    home: Option<super::SelectorManager>,
 }
 
 impl std::fmt::Debug for TimerEntry {
@@ -117,6 +120,18 @@ impl Sleep {
         Sleep {
             deadline,
             entry: None,
+            home: None,
+        }
+    }
+
+    /// A sleep whose timer, when polled outside any loop, goes to `manager`'s loops rather than
+    /// the background manager. Code that must keep working when the process is out of
+    /// descriptors uses it: starting the background loop then would fail.
+    pub(crate) fn until_on(deadline: Instant, manager: &super::SelectorManager) -> Sleep {
+        Sleep {
+            deadline,
+            entry: None,
+            home: Some(manager.clone()),
         }
     }
 
@@ -172,7 +187,10 @@ impl Future for Sleep {
             None => Some(entry.clone()),
         });
         if let Some(entry) = remote {
-            super::background().random_loop().inject_timer(entry);
+            match &self.home {
+                Some(m) => m.random_loop().inject_timer(entry),
+                None => super::background().random_loop().inject_timer(entry),
+            }
         }
         self.entry = Some(entry);
         Poll::Pending

@@ -14,7 +14,7 @@ pub(crate) use options::{option_setters, Kind};
 #[allow(unused_imports)] // used by TLS only
 pub(crate) use stream::StreamShared;
 pub use stream::{Connection, Socket};
-pub use tcp::{ServerSocket, TcpSocketBuilder};
+pub use tcp::{AcceptBackoff, ServerSocket, TcpSocketBuilder};
 pub use udp::{
     BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramSender, Incoming,
     UdpSocketBuilder,

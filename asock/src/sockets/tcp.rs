@@ -100,6 +100,7 @@ impl TcpSocketBuilder {
             manager: self.manager,
             options: self.options,
             unix_file,
+            backoff: BackoffState::default(),
         })
     }
 
@@ -222,6 +223,8 @@ pub struct ServerSocket {
     options: SocketOptions,
     /// A Unix socket file this listener created: removed on close or drop.
     unix_file: Option<super::unix::PathGuard>,
+    /// Descriptor-exhaustion bursts, and who to tell about them.
+    backoff: BackoffState,
 }
 
 impl std::fmt::Debug for ServerSocket {
@@ -263,9 +266,19 @@ impl ServerSocket {
             })
             .await;
             match r {
-                Ok((raw, peer)) => return self.wrap_accepted(raw, &peer),
+                Ok((raw, peer)) => {
+                    self.backoff.ended();
+                    return self.wrap_accepted(raw, &peer);
+                }
                 Err(e) if is_fd_exhaustion(&e) => {
-                    crate::time::sleep(backoff).await;
+                    self.backoff.started(&e);
+                    // On the listener's own loops: when `accept` is polled outside any loop,
+                    // a plain sleep would start the background loop, which needs descriptors.
+                    crate::selector::timer::Sleep::until_on(
+                        std::time::Instant::now() + backoff,
+                        &self.manager,
+                    )
+                    .await;
                     backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
@@ -313,10 +326,113 @@ impl ServerSocket {
         self.io.is_closed()
     }
 
+    /// Calls `handler` once when [`accept`](Self::accept) starts backing off because the process
+    /// (or system) is out of descriptors, and once when accepting works again: one report per
+    /// burst, however many retries it took, so a server can log it without flooding its log.
+    /// It runs on the thread that called `accept` (an event loop): keep it short.
+    ///
+    /// ```no_run
+    /// # async fn demo(server: asock::ServerSocket) {
+    /// use asock::AcceptBackoff;
+    /// server.on_accept_backoff(|event| match event {
+    ///     AcceptBackoff::Started { error } => eprintln!("accept: {error}; backing off"),
+    ///     AcceptBackoff::Ended { retries, waited } => {
+    ///         eprintln!("accepting again after {retries} retries in {waited:?}")
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn on_accept_backoff(&self, handler: impl Fn(&AcceptBackoff<'_>) + Send + Sync + 'static) {
+        *self
+            .backoff
+            .handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(handler));
+    }
+
     /// The manager whose loops run this listener (TLS accept tasks run there).
     #[allow(dead_code)] // used by TLS only
     pub(crate) fn manager(&self) -> &SelectorManager {
         &self.manager
+    }
+}
+
+/// What [`ServerSocket::on_accept_backoff`] reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AcceptBackoff<'a> {
+    /// `accept` failed for lack of descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM) and now waits
+    /// and retries, backing off up to a second; pending connections stay in the backlog.
+    Started {
+        /// The first error of the burst.
+        error: &'a io::Error,
+    },
+    /// A connection was accepted again after a burst.
+    Ended {
+        /// Failed attempts during the burst.
+        retries: u64,
+        /// Time from the first failure to the accepted connection.
+        waited: Duration,
+    },
+}
+
+type BackoffHandler = Box<dyn Fn(&AcceptBackoff<'_>) + Send + Sync>;
+
+/// The current descriptor-exhaustion burst of a listener, if any.
+#[derive(Default)]
+struct BackoffState {
+    /// Fast path: false outside a burst, so a normal accept takes no lock.
+    active: std::sync::atomic::AtomicBool,
+    burst: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    handler: std::sync::Mutex<Option<BackoffHandler>>,
+}
+
+impl BackoffState {
+    fn started(&self, error: &io::Error) {
+        use std::sync::atomic::Ordering;
+        let first = {
+            let mut b = self.burst.lock().unwrap_or_else(|p| p.into_inner());
+            match b.as_mut() {
+                Some((_, retries)) => {
+                    *retries += 1;
+                    false
+                }
+                None => {
+                    *b = Some((std::time::Instant::now(), 1));
+                    self.active.store(true, Ordering::Release);
+                    true
+                }
+            }
+        };
+        if first {
+            self.report(&AcceptBackoff::Started { error });
+        }
+    }
+
+    fn ended(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.active.load(Ordering::Acquire) {
+            return;
+        }
+        let burst = self.burst.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.active.store(false, Ordering::Release);
+        if let Some((since, retries)) = burst {
+            self.report(&AcceptBackoff::Ended {
+                retries,
+                waited: since.elapsed(),
+            });
+        }
+    }
+
+    fn report(&self, event: &AcceptBackoff<'_>) {
+        if let Some(h) = self
+            .handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            h(event);
+        }
     }
 }
 
