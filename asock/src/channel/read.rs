@@ -22,8 +22,9 @@ pub const DEFAULT_MAX_LINE_LENGTH: usize = 1 << 20;
 /// call, and holds no buffer at all while it waits on an idle connection.
 ///
 /// # Cancel safety
-/// Every `async` method here is cancel-safe: a future dropped before it completes consumes
-/// nothing, and the bytes that arrived meanwhile stay buffered for the next call.
+/// Every `async` method here except [`discard`](Self::discard) is cancel-safe: a future dropped
+/// before it completes consumes nothing, and the bytes that arrived meanwhile stay buffered for
+/// the next call (tests/cancel.rs proves it for each).
 ///
 /// # Example
 /// ```
@@ -79,10 +80,14 @@ struct Found {
 macro_rules! typed_reads {
     ($($t:ty => $be:ident, $le:ident;)*) => {$(
         #[doc = concat!("Reads a big-endian (network order) `", stringify!($t), "`.")]
+        #[doc = ""]
+        #[doc = "Cancel-safe: dropped before it completes, it consumes nothing."]
         pub async fn $be(&mut self) -> Result<$t> {
             Ok(<$t>::from_be_bytes(self.read_array().await?))
         }
         #[doc = concat!("Reads a little-endian `", stringify!($t), "`.")]
+        #[doc = ""]
+        #[doc = "Cancel-safe: dropped before it completes, it consumes nothing."]
         pub async fn $le(&mut self) -> Result<$t> {
             Ok(<$t>::from_le_bytes(self.read_array().await?))
         }
@@ -150,6 +155,8 @@ impl ByteReadChannel {
     }
 
     /// Waits until at least one byte is buffered (`true`) or the stream ended (`false`).
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn await_content(&mut self) -> Result<bool> {
         poll_fn(|cx| self.poll_ensure(cx, 1)).await
     }
@@ -159,6 +166,8 @@ impl ByteReadChannel {
     ///
     /// A line longer than [`max_line_length`](Self::max_line_length) fails with
     /// [`Error::LineTooLong`] and consumes nothing.
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_line(&mut self) -> Result<Option<&[u8]>> {
         let found = poll_fn(|cx| self.poll_find(cx, b"\n", true)).await?;
         Ok(found.map(|f| &self.buf[f.start..f.end]))
@@ -170,6 +179,8 @@ impl ByteReadChannel {
     ///
     /// Errors: [`Error::LineTooLong`] (nothing consumed), [`Error::InvalidUtf8`] (the line is
     /// consumed and its bytes are in the error).
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_utf8_line(&mut self) -> Result<Option<String>> {
         match self.read_line().await? {
             None => Ok(None),
@@ -185,6 +196,8 @@ impl ByteReadChannel {
 
     /// Reads up to (not including) `delimiter`, which is consumed. At end of stream the rest is
     /// returned if there is any, then `None`. Records are limited like lines.
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_until(&mut self, delimiter: &[u8]) -> Result<Option<&[u8]>> {
         if delimiter.is_empty() {
             return Err(Error::Io {
@@ -198,6 +211,8 @@ impl ByteReadChannel {
 
     /// Fills `dst` completely, or fails with [`Error::UnexpectedEof`] (consuming nothing) if
     /// the stream ends first.
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_exact(&mut self, dst: &mut [u8]) -> Result<()> {
         let n = dst.len();
         if !poll_fn(|cx| self.poll_ensure(cx, n)).await? && n > 0 {
@@ -212,6 +227,8 @@ impl ByteReadChannel {
     }
 
     /// Reads exactly `n` bytes into a new vector; see [`read_exact`](Self::read_exact).
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_bytes(&mut self, n: usize) -> Result<Vec<u8>> {
         let mut v = vec![0; n];
         self.read_exact(&mut v).await?;
@@ -221,6 +238,8 @@ impl ByteReadChannel {
     /// Waits for buffered bytes and returns them all without consuming them (empty at end of
     /// stream), like `BufRead::fill_buf`; follow with [`consume`](Self::consume). Lets a relay
     /// write straight from the channel's buffer, without a copy.
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn fill_buf(&mut self) -> Result<&[u8]> {
         poll_fn(|cx| self.poll_ensure(cx, 1)).await?;
         Ok(self.buffered())
@@ -234,12 +253,16 @@ impl ByteReadChannel {
 
     /// Reads whatever is available, at least one byte, into `dst`; `Ok(0)` at end of stream
     /// (or when `dst` is empty).
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_available(&mut self, dst: &mut [u8]) -> Result<usize> {
         poll_fn(|cx| self.poll_read_available(cx, dst)).await
     }
 
     /// Reads everything up to end of stream; fails with [`Error::TooMuchData`] (consuming
     /// nothing) when more than `limit` bytes come.
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_remaining(&mut self, limit: usize) -> Result<Vec<u8>> {
         poll_fn(|cx| loop {
             if self.available_for_read() > limit {
@@ -256,6 +279,10 @@ impl ByteReadChannel {
     }
 
     /// Skips up to `n` bytes; returns how many were skipped (fewer only at end of stream).
+    ///
+    /// Not cancel-safe: bytes skipped before the future is dropped stay skipped, and how many
+    /// is lost with the future. To skip while keeping count, loop on
+    /// [`fill_buf`](Self::fill_buf) and [`consume`](Self::consume).
     pub async fn discard(&mut self, n: u64) -> Result<u64> {
         let mut left = n;
         while left > 0 {
@@ -270,11 +297,15 @@ impl ByteReadChannel {
     }
 
     /// Reads one byte.
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_u8(&mut self) -> Result<u8> {
         Ok(self.read_array::<1>().await?[0])
     }
 
     /// Reads one signed byte.
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_i8(&mut self) -> Result<i8> {
         Ok(self.read_array::<1>().await?[0] as i8)
     }
@@ -293,6 +324,8 @@ impl ByteReadChannel {
     }
 
     /// Reads exactly `N` bytes.
+    ///
+    /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_array<const N: usize>(&mut self) -> Result<[u8; N]> {
         let mut a = [0; N];
         self.read_exact(&mut a).await?;

@@ -53,10 +53,14 @@ impl std::fmt::Debug for ByteWriteChannel {
 macro_rules! typed_writes {
     ($($t:ty => $be:ident, $le:ident;)*) => {$(
         #[doc = concat!("Writes a big-endian (network order) `", stringify!($t), "`.")]
+        #[doc = ""]
+        #[doc = "Cancel-safe once polled, like [`write_fully`](Self::write_fully)."]
         pub async fn $be(&mut self, v: $t) -> Result<()> {
             self.write_fully(&v.to_be_bytes()).await
         }
         #[doc = concat!("Writes a little-endian `", stringify!($t), "`.")]
+        #[doc = ""]
+        #[doc = "Cancel-safe once polled, like [`write_fully`](Self::write_fully)."]
         pub async fn $le(&mut self, v: $t) -> Result<()> {
             self.write_fully(&v.to_le_bytes()).await
         }
@@ -96,6 +100,10 @@ impl ByteWriteChannel {
     }
 
     /// Writes all of `data`.
+    ///
+    /// Cancel-safe once polled: from its first poll its bytes are sent or queued in the channel,
+    /// never half-queued, so a later write, [`flush`](Self::flush), `close` or the drop sends
+    /// them once, in order.
     pub async fn write_fully(&mut self, data: &[u8]) -> Result<()> {
         if self.closed {
             return Err(Error::Closed("write channel"));
@@ -119,16 +127,22 @@ impl ByteWriteChannel {
     }
 
     /// Writes a string's UTF-8 bytes.
+    ///
+    /// Cancel-safe once polled, like [`write_fully`](Self::write_fully).
     pub async fn write_str(&mut self, s: &str) -> Result<()> {
         self.write_fully(s.as_bytes()).await
     }
 
     /// Writes one byte.
+    ///
+    /// Cancel-safe once polled, like [`write_fully`](Self::write_fully).
     pub async fn write_u8(&mut self, v: u8) -> Result<()> {
         self.write_fully(&[v]).await
     }
 
     /// Writes one signed byte.
+    ///
+    /// Cancel-safe once polled, like [`write_fully`](Self::write_fully).
     pub async fn write_i8(&mut self, v: i8) -> Result<()> {
         self.write_fully(&v.to_be_bytes()).await
     }
@@ -147,12 +161,17 @@ impl ByteWriteChannel {
     }
 
     /// Sends everything queued.
+    ///
+    /// Cancel-safe: a dropped flush leaves the rest queued; call it again.
     pub async fn flush(&mut self) -> Result<()> {
         poll_fn(|cx| self.poll_flush_all(cx)).await
     }
 
     /// Flushes, then shuts down the write half: the peer reads end of stream. Later writes fail
     /// with [`Error::Closed`]. Closing twice is fine.
+    ///
+    /// Cancel-safe: dropped before it completes, the channel is not closed yet and queued
+    /// bytes stay queued; call it again (or drop the channel to finish in the background).
     pub async fn close(&mut self) -> Result<()> {
         if self.closed {
             return Ok(());
