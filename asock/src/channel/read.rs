@@ -520,6 +520,12 @@ impl ByteReadChannel {
                 if buffered == 0 {
                     return Poll::Ready(Ok(None));
                 }
+                // The check above leaves room for a terminator that never came.
+                if buffered > self.max_line {
+                    return Poll::Ready(Err(Error::LineTooLong {
+                        limit: self.max_line,
+                    }));
+                }
                 let found = Found {
                     start: self.start,
                     end: self.end,
