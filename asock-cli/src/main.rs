@@ -12,7 +12,7 @@ mod udp;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 
 /// Raw TCP, UDP and Unix sockets from the command line, built on the asock library.
 #[derive(Parser, Debug)]
@@ -20,11 +20,20 @@ use clap::{Args, Parser, Subcommand};
 #[command(after_help = "Examples:\n  \
     asock echo-server                      # line echo on 127.0.0.1:2323 (try: telnet 127.0.0.1 2323)\n  \
     asock connect 127.0.0.1:2323           # like nc: stdin to the socket, the socket to stdout\n  \
-    asock listen 127.0.0.1:9000            # like nc -l: accept one connection and relay it")]
+    asock listen 127.0.0.1:9000            # like nc -l: accept one connection and relay it\n  \
+    asock bench 127.0.0.1:2323 --lines     # load an echo server: msgs/s, MB/s, latencies\n  \
+    asock cert --out /tmp/certs            # a test CA and server certificate for TLS\n  \
+    asock -v echo-server                   # log each connection to stderr\n  \
+    asock completions bash > ~/.local/share/bash-completion/completions/asock\n\n\
+Logging goes to stderr: warnings by default, -v for connections, -vv/-vvv for more, -q for\n\
+errors only. Colour is used only when stderr is a terminal (and NO_COLOR is not set).")]
 struct Cli {
-    /// Log connections and per-connection errors to stderr.
+    /// More logging on stderr: -v connections and per-connection errors, -vv debug, -vvv trace.
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Only errors on stderr.
     #[arg(short, long, global = true)]
-    verbose: bool,
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +72,15 @@ enum Command {
         asock cert --out /tmp/certs\n  \
         asock cert --out certs --host example.test --host 10.0.0.1")]
     Cert(tls::CertArgs),
+    /// Print a shell completion script for bash, zsh or fish (or elvish, powershell).
+    #[command(after_help = "Examples:\n  \
+        asock completions bash > ~/.local/share/bash-completion/completions/asock\n  \
+        asock completions zsh > ~/.zfunc/_asock        # with fpath+=(~/.zfunc) in ~/.zshrc\n  \
+        asock completions fish > ~/.config/fish/completions/asock.fish")]
+    Completions {
+        /// The shell to write completions for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Options of `echo-server`.
@@ -184,17 +202,34 @@ impl From<std::io::Error> for CliError {
 /// The result of a command.
 pub type CliResult<T = ()> = Result<T, CliError>;
 
-/// Whether `-v` was given.
-pub static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Prints a line to stderr when `-v` was given.
+/// Logs a connection-level event (accepted, closed, per-connection error) at `info`: shown
+/// on stderr with `-v`.
 #[macro_export]
 macro_rules! log {
     ($($t:tt)*) => {
-        if $crate::VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
-            eprintln!($($t)*);
-        }
+        tracing::info!($($t)*)
     };
+}
+
+/// Sends `tracing` events to stderr: warnings by default, `-v` info, `-vv` debug, `-vvv`
+/// trace, `-q` errors only; colour only when stderr is a terminal and `NO_COLOR` is unset.
+fn init_logging(verbose: u8, quiet: bool) {
+    use std::io::IsTerminal;
+    let level = match (quiet, verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0) => tracing::Level::WARN,
+        (false, 1) => tracing::Level::INFO,
+        (false, 2) => tracing::Level::DEBUG,
+        (false, _) => tracing::Level::TRACE,
+    };
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(colour)
+        .with_target(false)
+        .without_time()
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -203,13 +238,17 @@ fn main() -> ExitCode {
         eprintln!("error: internal error: {info}");
     }));
     let cli = Cli::parse();
-    VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
+    init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::EchoServer(a) => echo::run(a),
         Command::Connect(a) => connect::run(a),
         Command::Listen(a) => listen::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Cert(a) => tls::cert(a),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "asock", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
