@@ -15,7 +15,7 @@
 # LOAD_CPU (1), ASOCK_FLAGS (extra `asock echo-server` flags, e.g. "--busy-poll 50"),
 # BENCH_FLAGS (extra `asock bench` flags), OUT (results file, TSV), CARGO_TARGET_DIR,
 # MAX_NOISE (a run during which the rest of the machine used more than this % of one core is
-# thrown away and retried after a pause; default 15) and RETRIES (per run, default 20).
+# thrown away and retried after a pause; default 15) and RETRIES (per run, default 5).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -33,7 +33,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 OUT=${OUT:-$(mktemp --suffix=.tsv)}
 MAX_NOISE=${MAX_NOISE:-15}
-RETRIES=${RETRIES:-20}
+RETRIES=${RETRIES:-5}
 
 # The `asock bench` arguments of a scenario.
 scenario_args() {
