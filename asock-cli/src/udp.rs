@@ -31,24 +31,32 @@ pub fn echo_server(args: EchoArgs) -> CliResult {
             "Started echo UDP server at {}",
             socket.local_address()
         ))?;
-        let out = socket.outgoing();
-        loop {
-            match socket.receive().await {
-                Ok(d) => {
-                    log!("{}: {} bytes", d.address, d.packet.len());
-                    match out.send(d).await {
-                        Ok(()) => {}
-                        Err(Error::Closed(_)) => return Ok(()),
-                        // A reply the kernel refused (e.g. a sender that vanished) is skipped.
-                        Err(e) => log!("send: {e}"),
-                    }
-                }
-                Err(Error::Closed(_)) => return Ok(()),
-                // One bad datagram never stops the server.
-                Err(e) => log!("receive: {e}"),
-            }
-        }
+        // The echo runs as a task on an event loop, where the socket's readiness is: no
+        // cross-thread wake-up per datagram.
+        selector.launch(echo(socket)).await?;
+        Ok(())
     })
+}
+
+/// Sends every datagram `socket` receives back to its sender, until the socket is closed.
+async fn echo(socket: asock::BoundDatagramSocket) {
+    let out = socket.outgoing();
+    loop {
+        match socket.receive().await {
+            Ok(d) => {
+                log!("{}: {} bytes", d.address, d.packet.len());
+                match out.send(d).await {
+                    Ok(()) => {}
+                    Err(Error::Closed(_)) => return,
+                    // A reply the kernel refused (e.g. a sender that vanished) is skipped.
+                    Err(e) => log!("send: {e}"),
+                }
+            }
+            Err(Error::Closed(_)) => return,
+            // One bad datagram never stops the server.
+            Err(e) => log!("receive: {e}"),
+        }
+    }
 }
 
 /// Prints one datagram's payload as a line.

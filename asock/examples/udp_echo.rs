@@ -16,14 +16,18 @@ fn main() -> asock::Result<()> {
     selector.run_blocking(async {
         let socket = a_socket(&selector).udp().bind(addr.as_str()).await?;
         println!("Started echo UDP server at {}", socket.local_address());
-        let out = socket.outgoing();
-        loop {
-            match socket.receive().await {
-                Ok(datagram) => out.send(datagram).await?,
-                // An unreadable datagram (e.g. an oversize Unix one) is skipped, not fatal.
-                Err(e @ asock::Error::DatagramTruncated { .. }) => eprintln!("{e}"),
-                Err(e) => return Err(e),
+        // Run the echo as a task on an event loop, next to the socket's readiness.
+        let echo = selector.launch(async move {
+            let out = socket.outgoing();
+            loop {
+                match socket.receive().await {
+                    Ok(datagram) => out.send(datagram).await?,
+                    // An unreadable datagram (e.g. an oversize Unix one) is skipped, not fatal.
+                    Err(e @ asock::Error::DatagramTruncated { .. }) => eprintln!("{e}"),
+                    Err(e) => return Err(e),
+                }
             }
-        }
+        });
+        echo.await?
     })
 }

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# UDP echo throughput, in one run: asock's datagram echo against tokio's (current_thread), and
+# asock with its batching off (one recvfrom + one sendto per datagram) to show what
+# recvmmsg/sendmmsg batching gains. Each server is pinned to CPU 0 and the load generator
+# (bench/udp-load: batched itself, so it is never the bottleneck) to CPU 1. Servers alternate
+# A B C A B C over the rounds; the summary prints each server's median datagrams/s and the
+# ratios.
+#
+#   bench/udp_compare.sh                    # 5 rounds of 3 s
+#   ROUNDS=3 DURATION=2 bench/udp_compare.sh
+#
+# Environment: ROUNDS (5), DURATION seconds per run (3), WARMUP seconds (0.5), SOCKETS client
+# sockets (8), WINDOW datagrams in flight per socket (16), SIZE payload bytes (64), SERVER_CPU
+# (0), LOAD_CPU (1), SERVERS ("asock tokio asock-nobatch"), CARGO_TARGET_DIR.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$CARGO_TARGET_DIR/release
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-3}
+WARMUP=${WARMUP:-0.5}
+SOCKETS=${SOCKETS:-8}
+WINDOW=${WINDOW:-16}
+SIZE=${SIZE:-64}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+SERVERS=${SERVERS:-asock tokio asock-nobatch}
+
+(cd "$ROOT" && cargo build --release --quiet -p asock-udp-load -p asock-bench-peers --bin tokio-udp-echo)
+
+server_cmd() {
+    case $1 in
+        asock) echo "$BIN/asock-udp-echo" ;;
+        asock-nobatch) echo "$BIN/asock-udp-echo --batch 1 --direct" ;;
+        tokio) echo "$BIN/tokio-udp-echo" ;;
+        *) echo "unknown server $1" >&2; return 1 ;;
+    esac
+}
+
+RESULTS=$(mktemp)
+SERVER_LOG=$(mktemp)
+SERVER_PID=
+cleanup() {
+    [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null || true
+    rm -f "$RESULTS" "$SERVER_LOG"
+}
+trap cleanup EXIT
+
+echo "UDP echo, ${SIZE} B datagrams, $SOCKETS sockets x $WINDOW in flight, $ROUNDS rounds of ${DURATION} s; server on CPU $SERVER_CPU, load on CPU $LOAD_CPU" >&2
+for round in $(seq "$ROUNDS"); do
+    for server in $SERVERS; do
+        # shellcheck disable=SC2046
+        taskset -c "$SERVER_CPU" $(server_cmd "$server") 127.0.0.1:0 >"$SERVER_LOG" 2>&1 &
+        SERVER_PID=$!
+        addr=
+        for _ in $(seq 100); do
+            if grep -q '^Started' "$SERVER_LOG"; then
+                addr=$(grep -m1 '^Started' "$SERVER_LOG" | awk '{print $NF}')
+                break
+            fi
+            sleep 0.05
+        done
+        [[ -n $addr ]] || { echo "error: $server did not start: $(cat "$SERVER_LOG")" >&2; exit 1; }
+        line=$(taskset -c "$LOAD_CPU" "$BIN/udp-load" "$addr" --sockets "$SOCKETS" --window "$WINDOW" \
+            --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP")
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+        rate=$(tr ' ' '\n' <<<"$line" | sed -n 's/^datagrams_per_s=//p')
+        lost=$(tr ' ' '\n' <<<"$line" | sed -n 's/^lost=//p')
+        printf 'round %d  %-14s %10s datagrams/s  (lost %s)\n' "$round" "$server" "$rate" "$lost" >&2
+        echo "$server $rate" >>"$RESULTS"
+    done
+done
+
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+rates = {}
+for line in open(sys.argv[1]):
+    name, rate = line.split()
+    rates.setdefault(name, []).append(float(rate))
+med = {k: statistics.median(v) for k, v in rates.items()}
+print("\nserver          median datagrams/s   (min .. max)")
+for k, v in rates.items():
+    print(f"{k:<15} {med[k]:>14,.0f}       ({min(v):,.0f} .. {max(v):,.0f})")
+def ratio(a, b):
+    if a in med and b in med and med[b] > 0:
+        print(f"{a} / {b}: {med[a] / med[b]:.2f}x")
+print()
+ratio("asock", "tokio")
+ratio("asock", "asock-nobatch")
+ratio("asock-nobatch", "tokio")
+PY
