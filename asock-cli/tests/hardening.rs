@@ -266,7 +266,7 @@ fn senders_that_never_read_are_throttled() {
             .copied()
             .chain([b'\n'])
             .collect::<Vec<u8>>();
-        let mut sent = vec![0usize; HOGS];
+        let mut sent = [0usize; HOGS];
         // Push until no hog has made progress for 500 ms (at most 20 s).
         let start = Instant::now();
         let mut last_progress = Instant::now();

@@ -256,7 +256,7 @@ fn accept_cancelled_repeatedly_loses_no_connection() {
                 v
             })
         };
-        let mut seen = vec![false; N];
+        let mut seen = [false; N];
         let mut cancelled = 0;
         for _ in 0..N {
             let s = loop {
