@@ -140,7 +140,10 @@ fn verbose_logs_connections_and_quiet_does_not() {
         "{quiet}"
     );
     // -v and -q together are a usage error.
-    assert_eq!(run(&["-v", "-q", "completions", "bash"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["-v", "-q", "completions", "bash"]).status.code(),
+        Some(2)
+    );
 }
 
 #[test]

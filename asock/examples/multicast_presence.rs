@@ -119,10 +119,8 @@ pub async fn run(
                     emit(Event::Joined(name.to_string()), &mut events);
                 }
             }
-            "BYE" => {
-                if seen.remove(id).is_some() {
-                    emit(Event::Left(name.to_string()), &mut events);
-                }
+            "BYE" if seen.remove(id).is_some() => {
+                emit(Event::Left(name.to_string()), &mut events);
             }
             _ => {}
         }

@@ -1,7 +1,7 @@
 //! Byte channels: [`ByteReadChannel`] and [`ByteWriteChannel`], Ktor's buffered reader and
 //! writer over a connected socket.
 //!
-//! Both work over any [`Source`]: a plain TCP or Unix stream, or a TLS session. A channel owns
+//! Both work over any byte source: a plain TCP or Unix stream, or a TLS session. A channel owns
 //! its buffer and moves bytes between it and the source directly, with no pump task and no
 //! second buffer in between.
 
@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-pub use read::ByteReadChannel;
+pub use read::{ByteReadChannel, DEFAULT_MAX_LINE_LENGTH};
 pub use write::ByteWriteChannel;
 
 use crate::selector::timer::Sleep;
