@@ -1,0 +1,147 @@
+//! `asock bench` against `asock echo-server` and against servers that misbehave, on 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_asock");
+
+/// A running `asock echo-server`, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["echo-server", "127.0.0.1:0", "--threads", "1"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start asock echo-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.split_whitespace().last().unwrap().to_string();
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run asock bench")
+}
+
+/// The value of `key=` in the machine-readable line.
+fn field(out: &str, key: &str) -> f64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("msgs_per_s="))
+        .unwrap_or_else(|| panic!("no machine-readable line in {out:?}"));
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn pingpong_raw_and_lines_and_stream_verify_cleanly() {
+    let raw = Server::start(&["--raw"]);
+    let lines = Server::start(&[]);
+    let pid = raw.child.id().to_string();
+    let runs: [(&Server, Vec<&str>); 4] = [
+        (&raw, vec!["-c", "4", "-s", "100", "--server-pid", &pid]),
+        (&raw, vec!["-c", "2", "-s", "65536", "--mode", "stream"]),
+        (&lines, vec!["-c", "8", "--lines"]),
+        (&raw, vec!["-c", "3", "--mode", "idle"]),
+    ];
+    for (server, args) in runs {
+        let mut all = vec![server.addr.as_str(), "-d", "0.3", "-w", "0.1"];
+        all.extend(args.iter());
+        let out = bench(&all);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{all:?}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(field(&stdout, "errors"), 0.0, "{all:?}: {stdout}");
+        if args.contains(&"idle") {
+            // The round trips happen before the measured (idle) part.
+            assert!(stdout.starts_with("ready connections=3\n"), "{stdout}");
+        } else {
+            assert!(field(&stdout, "msgs") > 0.0, "{all:?}: {stdout}");
+        }
+        if args.contains(&"--server-pid") {
+            assert!(stdout.contains("server_cpu_us_per_msg="), "{stdout}");
+        }
+    }
+}
+
+#[test]
+fn fixed_message_count_and_json() {
+    let raw = Server::start(&["--raw"]);
+    let out = bench(&[&raw.addr, "-c", "3", "--messages", "1000", "--json"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.trim().starts_with('{') && stdout.trim().ends_with('}'));
+    assert!(stdout.contains("\"msgs\":1000,"), "{stdout}");
+    assert!(stdout.contains("\"errors\":0,"), "{stdout}");
+}
+
+#[test]
+fn a_corrupted_echo_is_an_error() {
+    // A server that echoes every byte plus one: the first echo does not match.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    buf[0] ^= 1;
+                    if s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let out = bench(&[&addr, "-c", "2", "-d", "0.3", "-w", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("mismatch"), "{stderr}");
+    assert!(field(&String::from_utf8_lossy(&out.stdout), "errors") >= 1.0);
+}
+
+#[test]
+fn a_refused_connection_is_one_error_line() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let out = bench(&[&format!("127.0.0.1:{port}"), "-d", "0.2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: connect"), "{stderr}");
+}
