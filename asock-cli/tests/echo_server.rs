@@ -119,7 +119,10 @@ fn first_line_names_the_bound_address() {
 
 #[test]
 fn nc_gets_its_lines_back_and_exits_on_half_close() {
-    assert!(have("nc"), "nc (netcat-openbsd) is needed; .ci/run installs it");
+    assert!(
+        have("nc"),
+        "nc (netcat-openbsd) is needed; .ci/run installs it"
+    );
     let s = Server::start(&[]);
     let (code, out, _) = run(
         Command::new("nc").args(["-N", "127.0.0.1", &s.port.to_string()]),
@@ -173,7 +176,9 @@ print("ok")
 #[test]
 fn one_mib_line_comes_back_intact() {
     let s = Server::start(&[]);
-    let line: String = (0..1 << 20).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let line: String = (0..1 << 20)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     let mut c = s.connect();
     let mut w = c.try_clone().unwrap();
     let l2 = line.clone();
@@ -194,7 +199,9 @@ fn hostile_clients_end_only_their_own_connection() {
     let s = Server::start(&["--max-line", "1048576"]);
     let mut good = BufReader::new(s.connect());
     let mut echo = |line: &str| {
-        good.get_mut().write_all(format!("{line}\n").as_bytes()).unwrap();
+        good.get_mut()
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
         let mut back = String::new();
         good.read_line(&mut back).unwrap();
         assert_eq!(back, format!("{line}\r\n"));
@@ -218,7 +225,9 @@ fn hostile_clients_end_only_their_own_connection() {
 
     // Invalid UTF-8 and random bytes: echoed back as bytes, nothing crashes.
     let mut bin = s.connect();
-    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     bin.write_all(b"\xff\xfe\xc3\x28\n").unwrap();
     bin.write_all(&junk).unwrap();
     bin.write_all(b"\n").unwrap();
@@ -233,7 +242,9 @@ fn hostile_clients_end_only_their_own_connection() {
         let mut v = s.connect();
         v.write_all(b"half a li").unwrap();
         if linger_zero {
-            socket2::SockRef::from(&v).set_linger(Some(Duration::ZERO)).unwrap();
+            socket2::SockRef::from(&v)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
         }
         drop(v);
     }
@@ -264,7 +275,10 @@ fn thousand_clients_hundred_round_trips_each() {
     raise_fd_limit();
     let s = Server::start(&["--threads", "2"]);
     let port = s.port;
-    let sel = asock::SelectorManager::builder().threads(2).build().unwrap();
+    let sel = asock::SelectorManager::builder()
+        .threads(2)
+        .build()
+        .unwrap();
     let total = sel.run_blocking(async {
         let mut tasks: Vec<asock::JoinHandle<asock::Result<u32>>> = Vec::new();
         for c in 0..1000 {
@@ -375,14 +389,22 @@ fn errors_are_one_line_with_exit_codes() {
             "already in use",
         ),
         (vec!["connect".into(), "127.0.0.1:1".into()], 1, "refused"),
-        (vec!["connect".into(), "nonsense".into()], 1, "invalid address"),
+        (
+            vec!["connect".into(), "nonsense".into()],
+            1,
+            "invalid address",
+        ),
         (
             vec!["connect".into(), "no-such-host.invalid:80".into()],
             1,
             "cannot resolve",
         ),
         (vec!["frobnicate".into()], 2, "unrecognized subcommand"),
-        (vec!["echo-server".into(), "--threads".into(), "x".into()], 2, "invalid value"),
+        (
+            vec!["echo-server".into(), "--threads".into(), "x".into()],
+            2,
+            "invalid value",
+        ),
     ];
     for (args, code, needle) in cases {
         let (got, out, err) = run(Command::new(BIN).args(&args), b"", 10);
@@ -390,7 +412,10 @@ fn errors_are_one_line_with_exit_codes() {
         assert!(out.is_empty(), "{args:?} printed to stdout");
         assert!(err.starts_with("error: "), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
         if code == 1 {
             assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         }

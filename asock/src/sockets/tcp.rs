@@ -339,6 +339,7 @@ impl ServerSocket {
     ///     AcceptBackoff::Ended { retries, waited } => {
     ///         eprintln!("accepting again after {retries} retries in {waited:?}")
     ///     }
+    ///     _ => {}
     /// });
     /// # }
     /// ```
