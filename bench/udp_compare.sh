@@ -3,8 +3,9 @@
 # asock with its batching off (one recvfrom + one sendto per datagram) to show what
 # recvmmsg/sendmmsg batching gains. Each server is pinned to CPU 0 and the load generator
 # (bench/udp-load: batched itself, so it is never the bottleneck) to CPU 1. Servers alternate
-# A B C A B C over the rounds; the summary prints each server's median datagrams/s and the
-# ratios.
+# A B C A B C over the rounds; the summary prints each server's median datagrams/s, its CPU
+# time per echoed datagram (from /proc/PID/stat over the whole run: less sensitive to other load
+# on the machine than the rate), and the ratios.
 #
 #   bench/udp_compare.sh                    # 5 rounds of 3 s
 #   ROUNDS=3 DURATION=2 bench/udp_compare.sh
@@ -26,7 +27,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 SERVERS=${SERVERS:-asock tokio asock-nobatch}
 
-(cd "$ROOT" && cargo build --release --quiet -p asock-udp-load -p asock-bench-peers --bin tokio-udp-echo)
+(cd "$ROOT" && cargo build --release --quiet -p asock-udp-load -p asock-bench-peers)
 
 server_cmd() {
     case $1 in
@@ -35,6 +36,12 @@ server_cmd() {
         tokio) echo "$BIN/tokio-udp-echo" ;;
         *) echo "unknown server $1" >&2; return 1 ;;
     esac
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+# User + system CPU ticks of a process so far.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
 RESULTS=$(mktemp)
@@ -49,43 +56,52 @@ trap cleanup EXIT
 echo "UDP echo, ${SIZE} B datagrams, $SOCKETS sockets x $WINDOW in flight, $ROUNDS rounds of ${DURATION} s; server on CPU $SERVER_CPU, load on CPU $LOAD_CPU" >&2
 for round in $(seq "$ROUNDS"); do
     for server in $SERVERS; do
+        # Empty the log first: the background redirection truncates it only when the child runs.
+        : >"$SERVER_LOG"
         # shellcheck disable=SC2046
         taskset -c "$SERVER_CPU" $(server_cmd "$server") 127.0.0.1:0 >"$SERVER_LOG" 2>&1 &
         SERVER_PID=$!
         addr=
         for _ in $(seq 100); do
             if grep -q '^Started' "$SERVER_LOG"; then
-                addr=$(grep -m1 '^Started' "$SERVER_LOG" | awk '{print $NF}')
+                addr=$(grep -m1 '^Started' "$SERVER_LOG" | awk '{print $NF}' || true)
                 break
             fi
             sleep 0.05
         done
         [[ -n $addr ]] || { echo "error: $server did not start: $(cat "$SERVER_LOG")" >&2; exit 1; }
+        cpu0=$(cpu_ticks "$SERVER_PID")
         line=$(taskset -c "$LOAD_CPU" "$BIN/udp-load" "$addr" --sockets "$SOCKETS" --window "$WINDOW" \
             --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP")
+        cpu1=$(cpu_ticks "$SERVER_PID")
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=
         rate=$(tr ' ' '\n' <<<"$line" | sed -n 's/^datagrams_per_s=//p')
         lost=$(tr ' ' '\n' <<<"$line" | sed -n 's/^lost=//p')
-        printf 'round %d  %-14s %10s datagrams/s  (lost %s)\n' "$round" "$server" "$rate" "$lost" >&2
-        echo "$server $rate" >>"$RESULTS"
+        total=$(tr ' ' '\n' <<<"$line" | sed -n 's/^total=//p')
+        us=$(python3 -c "print(f'{($cpu1 - $cpu0) * 1e6 / $CLK_TCK / max($total, 1):.3f}')")
+        printf 'round %d  %-14s %10s datagrams/s  %s us CPU/datagram  (lost %s)\n' \
+            "$round" "$server" "$rate" "$us" "$lost" >&2
+        echo "$server $rate $us" >>"$RESULTS"
     done
 done
 
 python3 - "$RESULTS" <<'PY'
 import statistics, sys
-rates = {}
+rates, cpus = {}, {}
 for line in open(sys.argv[1]):
-    name, rate = line.split()
+    name, rate, us = line.split()
     rates.setdefault(name, []).append(float(rate))
+    cpus.setdefault(name, []).append(float(us))
 med = {k: statistics.median(v) for k, v in rates.items()}
-print("\nserver          median datagrams/s   (min .. max)")
+cpu = {k: statistics.median(v) for k, v in cpus.items()}
+print("\nserver          median datagrams/s   (min .. max)          median server CPU us/datagram")
 for k, v in rates.items():
-    print(f"{k:<15} {med[k]:>14,.0f}       ({min(v):,.0f} .. {max(v):,.0f})")
+    print(f"{k:<15} {med[k]:>14,.0f}       ({min(v):,.0f} .. {max(v):,.0f})   {cpu[k]:>10.3f}")
 def ratio(a, b):
     if a in med and b in med and med[b] > 0:
-        print(f"{a} / {b}: {med[a] / med[b]:.2f}x")
+        print(f"{a} / {b}: {med[a] / med[b]:.2f}x datagrams/s, {cpu[b] / max(cpu[a], 1e-9):.2f}x less CPU per datagram")
 print()
 ratio("asock", "tokio")
 ratio("asock", "asock-nobatch")

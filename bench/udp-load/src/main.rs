@@ -3,7 +3,8 @@
 //! Loads a UDP echo server at ADDR from N connected sockets, each keeping W datagrams in
 //! flight, on one thread that moves datagrams with `sendmmsg`/`recvmmsg` (Linux) so the load
 //! generator costs far less per datagram than any server it measures. Prints one line:
-//! `datagrams_per_s=.. replies=.. lost=.. secs=..` (replies counted after the warm-up).
+//! `datagrams_per_s=.. replies=.. lost=.. secs=.. total=..` (replies counted after the warm-up;
+//! `total`: all replies, warm-up included).
 //!
 //! A socket whose replies stop for 50 ms is assumed to have lost what it had in flight (the
 //! kernel drops datagrams when a receive buffer is full) and sends a fresh window.
@@ -163,7 +164,7 @@ fn main() {
     let warm_end = start + Duration::from_secs_f64(a.warmup);
     let end = warm_end + Duration::from_secs_f64(a.duration);
     let lost_after = Duration::from_millis(50);
-    let (mut replies, mut lost) = (0u64, 0u64);
+    let (mut replies, mut lost, mut total) = (0u64, 0u64, 0u64);
     let mut measuring = false;
     loop {
         let now = Instant::now();
@@ -181,6 +182,7 @@ fn main() {
                 p.in_flight = p.in_flight.saturating_sub(got);
                 p.last_reply = now;
                 replies += got as u64;
+                total += got as u64;
             } else if p.in_flight > 0 && now.duration_since(p.last_reply) > lost_after {
                 lost += p.in_flight as u64;
                 p.in_flight = 0;
@@ -197,7 +199,7 @@ fn main() {
     }
     let secs = a.duration;
     println!(
-        "datagrams_per_s={:.0} replies={replies} lost={lost} secs={secs}",
+        "datagrams_per_s={:.0} replies={replies} lost={lost} secs={secs} total={total}",
         replies as f64 / secs
     );
 }
