@@ -16,6 +16,8 @@
 # BENCH_FLAGS (extra `asock bench` flags), OUT (results file, TSV), CARGO_TARGET_DIR,
 # MAX_NOISE (a run during which the rest of the machine used more than this % of one core is
 # thrown away and retried after a pause; default 15) and RETRIES (per run, default 5).
+# PRIORITY=rt runs server and load as SCHED_FIFO (chrt -f 10) so other work on a busy machine
+# cannot take their CPUs (set MAX_NOISE=100 with it: the kernel keeps 5% for others).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -63,7 +65,7 @@ for placement in $PLACEMENTS; do
                 for try in $(seq 0 "$RETRIES"); do
                     start_server "$server" "$SERVER_CPU"
                     # shellcheck disable=SC2086
-                    line=$(taskset -c "$load_cpu" "$BIN/asock" bench "$SERVER_ADDR" $args \
+                    line=$("${PRIO[@]}" taskset -c "$load_cpu" "$BIN/asock" bench "$SERVER_ADDR" $args \
                         --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" \
                         ${BENCH_FLAGS:-} 2>/dev/null | grep '^msgs_per_s=' || true)
                     stop_server

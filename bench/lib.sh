@@ -24,6 +24,14 @@ server_cmd() {
     esac
 }
 
+# PRIORITY=rt runs servers and load as SCHED_FIFO (chrt -f 10): on a machine that other work
+# keeps busy they then preempt it, at the price of the kernel's RT throttling (5% of each second
+# is left to others, which shows as stalls in the highest percentiles).
+PRIO=()
+if [[ ${PRIORITY:-} == rt ]]; then
+    PRIO=(chrt -f 10)
+fi
+
 # start_server NAME CPU [WRAPPER...]: starts it on 127.0.0.1:0 pinned to CPU; sets SERVER_PID
 # and SERVER_ADDR (from its `Started ... at ADDR` line).
 start_server() {
@@ -31,7 +39,7 @@ start_server() {
     shift 2
     SERVER_LOG=$(mktemp)
     # shellcheck disable=SC2046
-    taskset -c "$cpu" "$@" $(server_cmd "$name") 127.0.0.1:0 >"$SERVER_LOG" 2>&1 &
+    "${PRIO[@]}" taskset -c "$cpu" "$@" $(server_cmd "$name") 127.0.0.1:0 >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     local i
     for i in $(seq 100); do
