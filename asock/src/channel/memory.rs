@@ -40,8 +40,8 @@ impl Source for MemorySource {
         None
     }
 
-    fn manager(&self) -> &SelectorManager {
-        crate::selector::background()
+    fn manager(&self) -> Option<&SelectorManager> {
+        None
     }
 }
 

@@ -40,8 +40,9 @@ pub(crate) trait Source: Send + Sync + 'static {
     fn poll_shutdown_write(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Idle timeout for reads and writes (`socket_timeout`).
     fn timeout(&self) -> Option<Duration>;
-    /// The manager that runs background work for this source (flush on drop).
-    fn manager(&self) -> &SelectorManager;
+    /// The manager that runs background work for this source (flush on drop, idle timers);
+    /// `None` for sources no event loop drives (in-memory ones).
+    fn manager(&self) -> Option<&SelectorManager>;
     /// The read channel is finished (end of stream seen, or cancelled).
     fn read_finished(&self) {}
     /// The write channel is finished (closed or dropped).
@@ -66,10 +67,14 @@ impl IdleTimer {
     }
 
     /// Called when an operation is about to wait; `Ready` means the timeout expired.
+    /// The timer is armed on `home`'s loops when no loop runs this thread, so an idle timeout
+    /// never depends on asock's background loop (which may fail to start when the process is
+    /// out of descriptors).
     pub(crate) fn poll_expired(
         &mut self,
         cx: &mut Context<'_>,
         timeout: Option<Duration>,
+        home: Option<&SelectorManager>,
     ) -> Poll<()> {
         let Some(timeout) = timeout else {
             return Poll::Pending;
@@ -77,9 +82,10 @@ impl IdleTimer {
         let last = *self.last_progress.get_or_insert_with(Instant::now);
         loop {
             let deadline = last + timeout;
-            let sleep = self
-                .sleep
-                .get_or_insert_with(|| crate::time::sleep_until(deadline));
+            let sleep = self.sleep.get_or_insert_with(|| match home {
+                Some(m) => Sleep::until_on(deadline, m),
+                None => crate::time::sleep_until(deadline),
+            });
             match Pin::new(sleep).poll(cx) {
                 Poll::Ready(()) if Instant::now() >= deadline => {
                     self.sleep = None;

@@ -416,7 +416,7 @@ impl ByteReadChannel {
                 if self.start == self.end {
                     self.release();
                 }
-                match self.idle.poll_expired(cx, timeout) {
+                match self.idle.poll_expired(cx, timeout, self.src.manager()) {
                     Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
                     Poll::Pending => Poll::Pending,
                 }
@@ -455,7 +455,7 @@ impl ByteReadChannel {
                     Poll::Ready(Err(e)) => Poll::Ready(Err(Error::io("read", e))),
                     Poll::Pending => {
                         self.release();
-                        match self.idle.poll_expired(cx, timeout) {
+                        match self.idle.poll_expired(cx, timeout, self.src.manager()) {
                             Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
                             Poll::Pending => Poll::Pending,
                         }

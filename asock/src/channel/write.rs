@@ -219,7 +219,7 @@ impl ByteWriteChannel {
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("write", e))),
                 Poll::Pending => {
-                    return match self.idle.poll_expired(cx, timeout) {
+                    return match self.idle.poll_expired(cx, timeout, self.src.manager()) {
                         Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
                         Poll::Pending => Poll::Pending,
                     };
@@ -264,7 +264,11 @@ impl Drop for ByteWriteChannel {
         let buf = std::mem::take(&mut self.buf);
         let pos = self.pos;
         let limit = src.timeout().unwrap_or(DROP_FLUSH_LIMIT);
-        let manager = src.manager().clone();
+        let Some(manager) = src.manager().cloned() else {
+            // No loop drives this source: nothing can flush in the background.
+            src.write_finished();
+            return;
+        };
         let task = manager.launch(async move {
             let mut ch = ByteWriteChannel {
                 src,

@@ -240,20 +240,25 @@ impl Drop for ManagerShared {
     }
 }
 
-/// The manager that drives timers and sockets polled from outside any asock loop.
-pub(crate) fn background() -> &'static SelectorManager {
+/// The manager that drives timers polled from outside any asock loop, started on first use.
+///
+/// `None` when it cannot start (no descriptors or threads left); a later call tries again.
+pub(crate) fn background() -> Option<&'static SelectorManager> {
     static BACKGROUND: OnceLock<SelectorManager> = OnceLock::new();
-    BACKGROUND.get_or_init(|| {
-        match SelectorManager::builder()
-            .threads(1)
-            .name("asock-background")
-            .build()
-        {
-            Ok(m) => m,
-            // Without a poller nothing in asock can work; this is not an I/O error of a socket.
-            Err(e) => panic!("asock cannot start its background event loop: {e}"),
-        }
-    })
+    static STARTING: Mutex<()> = Mutex::new(());
+    if let Some(m) = BACKGROUND.get() {
+        return Some(m);
+    }
+    let _guard = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(m) = BACKGROUND.get() {
+        return Some(m);
+    }
+    let m = SelectorManager::builder()
+        .threads(1)
+        .name("asock-background")
+        .build()
+        .ok()?;
+    Some(BACKGROUND.get_or_init(|| m))
 }
 
 /// A handle to a launched task: await it for the task's output.

@@ -187,9 +187,9 @@ impl Future for Sleep {
             None => Some(entry.clone()),
         });
         if let Some(entry) = remote {
-            match &self.home {
+            match self.home.as_ref().or_else(|| super::background()) {
                 Some(m) => m.random_loop().inject_timer(entry),
-                None => super::background().random_loop().inject_timer(entry),
+                None => wake_from_thread(entry),
             }
         }
         self.entry = Some(entry);
@@ -201,4 +201,16 @@ impl Drop for Sleep {
     fn drop(&mut self) {
         self.cancel();
     }
+}
+
+/// Last resort when no event loop can run a timer (the background loop could not start): a
+/// plain thread sleeps until the deadline. If even that thread cannot start, the timer never
+/// fires; it does not spin and does not panic.
+fn wake_from_thread(entry: Arc<TimerEntry>) {
+    let _ = std::thread::Builder::new()
+        .name("asock-timer".into())
+        .spawn(move || {
+            std::thread::sleep(entry.deadline.saturating_duration_since(Instant::now()));
+            entry.fire();
+        });
 }

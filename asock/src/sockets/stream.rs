@@ -108,8 +108,8 @@ impl Source for StreamShared {
         }
     }
 
-    fn manager(&self) -> &SelectorManager {
-        self.io.manager()
+    fn manager(&self) -> Option<&SelectorManager> {
+        Some(self.io.manager())
     }
 
     fn read_finished(&self) {

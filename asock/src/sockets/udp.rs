@@ -965,10 +965,15 @@ impl futures_core::Stream for Incoming {
                 this.idle.progress(timeout);
                 Poll::Ready(Some(r))
             }
-            Poll::Pending => match this.idle.poll_expired(cx, timeout) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Error::Timeout))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                match this
+                    .idle
+                    .poll_expired(cx, timeout, Some(this.shared.io.manager()))
+                {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Error::Timeout))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 }

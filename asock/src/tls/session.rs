@@ -322,7 +322,7 @@ impl Source for TlsSession {
         self.tcp.timeout()
     }
 
-    fn manager(&self) -> &SelectorManager {
+    fn manager(&self) -> Option<&SelectorManager> {
         self.tcp.manager()
     }
 

@@ -67,7 +67,7 @@ pub fn run(input: &[u8]) {
             let rest = &data[pos..];
             match ops.next() % 9 {
                 0 | 1 => {
-                    let (delim, strip): (&[u8], bool) = if ops.next() % 2 == 0 {
+                    let (delim, strip): (&[u8], bool) = if ops.next().is_multiple_of(2) {
                         (b"\n", true)
                     } else {
                         (b"\r\n", false)
@@ -160,7 +160,7 @@ pub fn run(input: &[u8]) {
                 }
             }
             assert!(pos <= data.len());
-            if pos == data.len() && ops.next() % 4 == 0 {
+            if pos == data.len() && ops.next().is_multiple_of(4) {
                 assert!(ch.read_line().await.unwrap().is_none());
                 assert!(ch.is_closed_for_read());
                 return;
