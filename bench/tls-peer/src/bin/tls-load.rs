@@ -34,10 +34,13 @@ fn main() {
                 let start = Instant::now();
                 let mut tasks = Vec::new();
                 for _ in 0..conns {
-                    let (c, a, n, d) = (connector.clone(), addr.clone(), name.clone(), done.clone());
+                    let (c, a, n, d) =
+                        (connector.clone(), addr.clone(), name.clone(), done.clone());
                     tasks.push(tokio::spawn(async move {
                         while start.elapsed() < dur {
-                            let tcp = tokio::net::TcpStream::connect(a.as_str()).await.expect("connect");
+                            let tcp = tokio::net::TcpStream::connect(a.as_str())
+                                .await
+                                .expect("connect");
                             let _ = tcp.set_nodelay(true);
                             let mut tls = c.connect(n.clone(), tcp).await.expect("handshake");
                             tls.write_all(b"x").await.expect("write");
@@ -55,7 +58,9 @@ fn main() {
                 println!("{:.1}", n / start.elapsed().as_secs_f64());
             }
             "bulk" => {
-                let tcp = tokio::net::TcpStream::connect(addr.as_str()).await.expect("connect");
+                let tcp = tokio::net::TcpStream::connect(addr.as_str())
+                    .await
+                    .expect("connect");
                 let _ = tcp.set_nodelay(true);
                 let tls = connector.connect(name, tcp).await.expect("handshake");
                 let (mut r, mut w) = tokio::io::split(tls);

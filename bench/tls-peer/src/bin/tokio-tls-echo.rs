@@ -17,20 +17,27 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr.as_str()).await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(addr.as_str())
+            .await
+            .expect("bind");
         println!("listening on {}", listener.local_addr().expect("addr"));
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
                     match tls.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
-                            if tls.write_all(&buf[..n]).await.is_err() || tls.flush().await.is_err() {
+                            if tls.write_all(&buf[..n]).await.is_err() || tls.flush().await.is_err()
+                            {
                                 break;
                             }
                         }
