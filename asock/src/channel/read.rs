@@ -327,6 +327,13 @@ impl ByteReadChannel {
     ///
     /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        // Fast path, the usual case for typed reads: the bytes are buffered already.
+        if let Some(bytes) = self.buffered().get(..N) {
+            let mut a = [0; N];
+            a.copy_from_slice(bytes);
+            self.advance(N);
+            return Ok(a);
+        }
         let mut a = [0; N];
         self.read_exact(&mut a).await?;
         Ok(a)

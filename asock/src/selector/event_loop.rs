@@ -20,7 +20,7 @@ use super::timer::{TimerEntry, TimerHeap};
 /// Token of the loop's own `mio::Waker`; registrations use slab keys, which never reach it.
 const WAKE_TOKEN: Token = Token(usize::MAX);
 /// Tasks run between two polls for I/O, so sockets are not starved by a busy task set.
-const TASK_BUDGET: usize = 256;
+const TASK_BUDGET: usize = 64;
 
 /// What other threads share with a loop: how to reach it and what it owns for them.
 pub(crate) struct LoopShared {
@@ -183,6 +183,7 @@ pub(crate) fn run(shared: Arc<LoopShared>, mut poll: Poll, config: LoopConfig) {
             let next = local.queue.borrow_mut().pop_front();
             match next {
                 Some(task) => {
+                    super::coop::reset();
                     task.run();
                     ran += 1;
                 }

@@ -239,6 +239,9 @@ impl<S: AsRawFd> IoSource<S> {
     /// Runs `op` when `dir` is ready, retrying on `WouldBlock`. When `drained` says the result
     /// shows the kernel buffer is now empty (a short read) the readiness is cleared too, which
     /// saves the extra syscall that would only return `WouldBlock`.
+    ///
+    /// Each completed operation spends one unit of the task's cooperative budget; with none
+    /// left the task yields to the others on its loop (see `coop`).
     pub(crate) fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
@@ -246,6 +249,9 @@ impl<S: AsRawFd> IoSource<S> {
         mut op: impl FnMut(&S) -> io::Result<R>,
         drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
+        if !super::coop::proceed(cx) {
+            return Poll::Pending;
+        }
         loop {
             let event = match self.poll_ready(cx, dir) {
                 Poll::Ready(Ok(ev)) => ev,
@@ -257,6 +263,7 @@ impl<S: AsRawFd> IoSource<S> {
                     if drained(&r) {
                         self.clear_readiness(event);
                     }
+                    super::coop::spend();
                     return Poll::Ready(Ok(r));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_readiness(event),

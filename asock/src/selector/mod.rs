@@ -1,6 +1,7 @@
 //! The runtime: [`SelectorManager`] owns event-loop threads; tasks, readiness and timers run on
 //! them. It knows nothing of sockets: they register through [`io::IoSource`].
 
+pub(crate) mod coop;
 pub(crate) mod event_loop;
 pub(crate) mod io;
 pub(crate) mod timer;
