@@ -13,6 +13,9 @@ use super::buffer::{self, CHUNK};
 use super::{IdleTimer, Source};
 use crate::error::{Error, Result};
 
+/// The largest single read a channel grows to for a bulk stream.
+const MAX_READ_SIZE: usize = 64 * 1024;
+
 /// The default limit of [`ByteReadChannel::read_line`]: 1 MiB.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 1 << 20;
 
@@ -59,6 +62,10 @@ pub struct ByteReadChannel {
     cancelled: bool,
     notified: bool,
     max_line: usize,
+    /// How much to read at once: starts at one pooled chunk and doubles (up to
+    /// [`MAX_READ_SIZE`]) while reads keep filling the buffer, so a bulk stream makes few large
+    /// reads while a chatty connection keeps a small buffer.
+    read_size: usize,
     idle: IdleTimer,
 }
 
@@ -106,6 +113,7 @@ impl ByteReadChannel {
             cancelled: false,
             notified: false,
             max_line: DEFAULT_MAX_LINE_LENGTH,
+            read_size: CHUNK,
             idle: IdleTimer::default(),
         }
     }
@@ -377,12 +385,14 @@ impl ByteReadChannel {
     fn make_room(&mut self) {
         if self.buf.is_empty() {
             self.buf = buffer::take();
-            return;
         }
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
             self.scanned = 0;
+            if self.buf.len() < self.read_size {
+                self.buf.resize(self.read_size, 0);
+            }
         }
         if self.end < self.buf.len() {
             return;
@@ -407,6 +417,7 @@ impl ByteReadChannel {
         }
         self.make_room();
         let timeout = self.src.timeout();
+        let asked = self.buf.len() - self.end;
         match self.src.poll_read(cx, &mut self.buf[self.end..]) {
             Poll::Ready(Ok(0)) => {
                 self.eof = true;
@@ -414,6 +425,9 @@ impl ByteReadChannel {
                 Poll::Ready(Ok(0))
             }
             Poll::Ready(Ok(n)) => {
+                if n == asked && asked >= self.read_size && self.read_size < MAX_READ_SIZE {
+                    self.read_size *= 2;
+                }
                 self.end += n;
                 self.idle.progress(timeout);
                 Poll::Ready(Ok(n))
