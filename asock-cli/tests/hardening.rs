@@ -17,7 +17,14 @@ use support::{echo_line, ticks_per_second, wait_until, Server};
 fn fd_exhaustion_backs_off_quietly_and_recovers() {
     const LIMIT: u64 = 64;
     let server = Server::start(&["--threads", "1"], Some(LIMIT));
+    let idle_fds = server.stats().fds;
     server.round_trip("warm-up").unwrap();
+    // The warm-up connection must be gone on the server's side too, or its descriptor, freed
+    // in the middle of the burst, would end that burst early and start a second one.
+    assert!(
+        wait_until(Duration::from_secs(5), || server.stats().fds <= idle_fds),
+        "the warm-up connection was never closed"
+    );
     // Far more clients than descriptors: the rest wait in the listen backlog.
     let mut clients = Vec::new();
     for _ in 0..150 {
