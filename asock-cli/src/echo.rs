@@ -87,32 +87,62 @@ pub fn run(args: EchoArgs) -> CliResult {
             "Started echo telnet server at {}",
             server.local_address()
         ))?;
-        loop {
-            let socket = match server.accept().await {
-                Ok(s) => s,
-                Err(Error::Closed(_)) => {
-                    graceful.drain().await;
-                    return Ok(());
-                }
-                Err(e) => {
-                    log!("accept: {e}");
-                    continue;
-                }
-            };
-            let peer = socket.remote_address().clone();
-            log!("Socket accepted: {peer}");
-            let tracked = graceful.track();
-            selector.launch(async move {
-                let _tracked = tracked;
-                let input = socket.open_read_channel();
-                let output = socket.open_write_channel(false);
-                match serve(input, output, mode).await {
-                    Ok(()) => log!("{peer}: closed"),
-                    Err(e) => eprintln!("{peer}: {e}"),
-                }
-            });
-        }
+        let accept = async || server.accept().await;
+        accept_and_echo(&selector, &graceful, mode, accept).await
     })
+}
+
+/// A connection the echo server can serve: a plain or a TLS socket.
+pub trait EchoSocket: Send + 'static {
+    /// How the connection is named in the log.
+    fn describe(&self) -> String;
+    /// Its read and write channels (the write side flushes per batch, not per write).
+    fn channels(&self) -> (ByteReadChannel, ByteWriteChannel);
+}
+
+impl EchoSocket for asock::Socket {
+    fn describe(&self) -> String {
+        self.remote_address().to_string()
+    }
+    fn channels(&self) -> (ByteReadChannel, ByteWriteChannel) {
+        (self.open_read_channel(), self.open_write_channel(false))
+    }
+}
+
+/// Accepts until the server is closed (by a signal), echoing each connection in a task of its
+/// own, then waits for the open connections to finish (within the grace period).
+pub async fn accept_and_echo<S: EchoSocket>(
+    selector: &SelectorManager,
+    graceful: &Graceful,
+    mode: Mode,
+    mut accept: impl AsyncFnMut() -> asock::Result<S>,
+) -> CliResult {
+    loop {
+        let socket = match accept().await {
+            Ok(s) => s,
+            Err(Error::Closed(_)) => {
+                graceful.drain().await;
+                return Ok(());
+            }
+            Err(e) => {
+                log!("accept: {e}");
+                continue;
+            }
+        };
+        let peer = socket.describe();
+        log!("Socket accepted: {peer}");
+        let tracked = graceful.track();
+        selector.launch(async move {
+            let _tracked = tracked;
+            let (input, output) = socket.channels();
+            match serve(input, output, mode).await {
+                Ok(()) => log!("{peer}: closed"),
+                Err(e) => eprintln!("{peer}: {e}"),
+            }
+            // The socket lives until the echo is done (a TLS socket sends close_notify as it goes).
+            drop(socket);
+        });
+    }
 }
 
 /// Prints the first line and makes sure it leaves the process at once (stdout may be a pipe).

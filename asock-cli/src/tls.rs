@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use asock::tls::test_certs::TestCa;
-use asock::tls::{TlsConfig, TlsServerConfig};
-use asock::{Error, SelectorManager, ServerSocket};
+use asock::tls::{TlsConfig, TlsServerConfig, TlsSocket};
+use asock::{ByteReadChannel, ByteWriteChannel, SelectorManager, ServerSocket};
 use clap::Args;
 
-use crate::echo::{announce, serve, Mode};
+use crate::echo::{accept_and_echo, announce, EchoSocket, Mode};
 use crate::shutdown::Graceful;
 use crate::{log, CliError, CliResult, ConnectArgs};
 
@@ -123,7 +123,7 @@ pub fn client_config(args: &ConnectArgs) -> CliResult<TlsConfig> {
 }
 
 /// The TLS echo server: accepts (handshakes run concurrently in the background) and echoes each
-/// connection with [`serve`].
+/// connection with [`crate::echo::serve`].
 pub async fn serve_echo(
     selector: &SelectorManager,
     server: ServerSocket,
@@ -146,36 +146,19 @@ pub async fn serve_echo(
         ))?;
     }
     server.on_handshake_error(|peer, e| log!("{peer}: {e}"));
-    loop {
-        let socket = match server.accept().await {
-            Ok(s) => s,
-            Err(Error::Closed(_)) => {
-                graceful.drain().await;
-                return Ok(());
-            }
-            Err(e) => {
-                log!("accept: {e}");
-                continue;
-            }
-        };
-        let peer = socket.remote_address().clone();
-        log!(
-            "Socket accepted: {peer} ({})",
-            socket
-                .protocol_version()
-                .map(|v| v.to_string())
-                .unwrap_or_default()
-        );
-        let tracked = graceful.track();
-        selector.launch(async move {
-            let _tracked = tracked;
-            let input = socket.open_read_channel();
-            let output = socket.open_write_channel(false);
-            match serve(input, output, mode).await {
-                Ok(()) => log!("{peer}: closed"),
-                Err(e) => eprintln!("{peer}: {e}"),
-            }
-            drop(socket);
-        });
+    let accept = async || server.accept().await;
+    accept_and_echo(selector, &graceful, mode, accept).await
+}
+
+impl EchoSocket for TlsSocket {
+    fn describe(&self) -> String {
+        let version = self
+            .protocol_version()
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        format!("{} ({version})", self.remote_address())
+    }
+    fn channels(&self) -> (ByteReadChannel, ByteWriteChannel) {
+        (self.open_read_channel(), self.open_write_channel(false))
     }
 }
