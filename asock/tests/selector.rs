@@ -208,3 +208,16 @@ fn busy_poll_mode_works() {
         h.await.unwrap();
     }));
 }
+
+#[test]
+fn blocking_on_a_loop_is_refused_not_a_deadlock() {
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    let sel2 = sel.clone();
+    let r = sel.run_blocking(sel.launch(async move { sel2.run_blocking(async { 1 }) }));
+    assert!(
+        matches!(r, Err(Error::Panicked(ref m)) if m.contains("event loop")),
+        "{r:?}"
+    );
+    // The loop survives and keeps running tasks.
+    assert_eq!(sel.run_blocking(sel.launch(async { 2 })).unwrap(), 2);
+}

@@ -177,7 +177,9 @@ impl SelectorManager {
     /// Runs `future` to completion on the calling thread, like Ktor's `runBlocking`. Sockets it
     /// uses are driven by this manager's loops, which wake the calling thread.
     ///
-    /// Do not call it from a task running on a loop: it would block that loop.
+    /// # Panics
+    /// When called from a task running on one of asock's loops (it would block that loop); see
+    /// [`block_on`].
     pub fn run_blocking<F: Future>(&self, future: F) -> F::Output {
         block_on(future)
     }
@@ -338,8 +340,25 @@ impl Wake for ThreadWaker {
     }
 }
 
-/// Runs a future to completion on the current thread, parking it between polls.
+/// Runs a future to completion on the current thread, parking it between polls. asock's
+/// sockets and timers work from any thread: their loops wake this one.
+///
+/// # Panics
+/// When called from a task running on an asock event loop: blocking there would stall every
+/// connection on that loop (and could never finish if the future waits for that loop). `.await`
+/// the future instead. This is a programming error, like a `RefCell` borrowed twice; nothing
+/// from the network can cause it.
+///
+/// ```
+/// let v = asock::block_on(async { 1 + 1 });
+/// assert_eq!(v, 2);
+/// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {
+    assert!(
+        with_current(|cur| cur.is_none()),
+        "asock::block_on / run_blocking called from a task on an asock event loop; .await the \
+         future instead"
+    );
     let mut future = std::pin::pin!(future);
     let tw = Arc::new(ThreadWaker {
         thread: thread::current(),
