@@ -152,6 +152,12 @@ pub struct ConnectArgs {
     /// Do not verify the server certificate (testing only).
     #[arg(long, requires = "tls")]
     pub insecure: bool,
+    /// Client certificate chain to present (PEM), for servers that ask for one.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    pub cert: Option<std::path::PathBuf>,
+    /// Private key of `--cert` (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
     /// Give up when connecting, or when the connection is idle, for this many seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,

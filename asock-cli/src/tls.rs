@@ -119,6 +119,9 @@ pub fn client_config(args: &ConnectArgs) -> CliResult<TlsConfig> {
     if args.insecure {
         b = b.danger_accept_invalid_certs();
     }
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        b = b.client_cert_pem_files(cert, key)?;
+    }
     Ok(b.build()?)
 }
 

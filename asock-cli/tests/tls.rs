@@ -232,9 +232,11 @@ fn self_signed_prints_where_the_ca_is() {
 
 #[test]
 fn connect_tls_against_openssl_s_server() {
-    if !have("openssl", "version") {
-        return;
-    }
+    assert!(
+        have("openssl", "version"),
+        "{} is needed; .ci/run installs it",
+        "openssl"
+    );
     let dir = certs();
     for flag in ["-tls1_2", "-tls1_3"] {
         let port = {
@@ -301,9 +303,11 @@ fn connect_tls_against_openssl_s_server() {
 
 #[test]
 fn listen_tls_relays_one_connection() {
-    if !have("python3", "--version") {
-        return;
-    }
+    assert!(
+        have("python3", "--version"),
+        "{} is needed; .ci/run installs it",
+        "python3"
+    );
     let dir = certs();
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -363,4 +367,117 @@ with ctx.wrap_socket(raw, server_hostname="localhost") as s:
     assert!(start.elapsed() < Duration::from_secs(20));
     let _ = listen.kill();
     let _ = listen.wait();
+}
+
+/// Makes a client CA and a client certificate with openssl: (ca.pem, client.pem, client.key).
+fn client_certs(dir: &Path) {
+    let sh = |args: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("openssl {args}"))
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout cca.key \
+        -out cca.pem -days 1 -subj /CN=asock-test-client-ca",
+    );
+    sh(
+        "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key \
+        -out client.csr -subj /CN=asock-test-client",
+    );
+    // An X.509 v3 certificate (extensions make it v3): rustls refuses v1 ones.
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    sh(
+        "x509 -req -in client.csr -CA cca.pem -CAkey cca.key -CAcreateserial -out client.pem \
+        -days 1 -extfile client.ext",
+    );
+}
+
+#[test]
+fn connect_tls_presents_a_client_certificate_to_openssl_s_server() {
+    assert!(
+        have("openssl", "version"),
+        "openssl is needed; .ci/run installs it"
+    );
+    let dir = certs();
+    client_certs(dir.path());
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // -Verify: a client certificate is required, checked against the client CA.
+    let mut s_server = Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-rev"])
+        .args(["-cert", "server.pem", "-key", "server.key"])
+        .args(["-Verify", "1", "-CAfile", "cca.pem"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let connect = |with_cert: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "connect",
+            "--tls",
+            "--ca",
+            "ca.pem",
+            "--server-name",
+            "localhost",
+        ]);
+        if with_cert {
+            cmd.args(["--cert", "client.pem", "--key", "client.key"]);
+        }
+        cmd.args(["--timeout", "5"])
+            .arg(format!("127.0.0.1:{port}"))
+            .current_dir(dir.path());
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(b"abcdef\n");
+        let mut out = child.stdout.take().unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        let start = Instant::now();
+        while !got.ends_with(b"\n") && start.elapsed() < Duration::from_secs(10) {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        drop(stdin);
+        let _ = child.kill();
+        let _ = child.wait();
+        String::from_utf8_lossy(&got).trim_end().to_string()
+    };
+    let with = connect(true);
+    let without = connect(false);
+    let _ = s_server.kill();
+    let _ = s_server.wait();
+    assert_eq!(with, "fedcba", "with a client certificate");
+    assert_ne!(
+        without, "fedcba",
+        "s_server must refuse a client without a certificate"
+    );
 }

@@ -398,10 +398,7 @@ print(s.recv(100).decode().strip())
 
 #[test]
 fn listen_unix_relays_one_connection_with_socat() {
-    if !have("socat") {
-        eprintln!("socat missing: skipped");
-        return;
-    }
+    assert!(have("socat"), "{} is needed; .ci/run installs it", "socat");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.sock");
     // A stale file is replaced by `listen` too.

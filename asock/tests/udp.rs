@@ -764,10 +764,11 @@ impl Drop for PyEcho {
 
 #[test]
 fn python_peer_echoes_asock_datagrams() {
-    if !have("python3") {
-        eprintln!("python3 missing: skipped");
-        return;
-    }
+    assert!(
+        have("python3"),
+        "{} is needed; .ci/run installs it",
+        "python3"
+    );
     let py = PyEcho::start();
     let sel = selector();
     sel.run_blocking(within(20, async {
@@ -812,10 +813,11 @@ fn python_peer_echoes_asock_datagrams() {
 
 #[test]
 fn python_client_against_asock_echo() {
-    if !have("python3") {
-        eprintln!("python3 missing: skipped");
-        return;
-    }
+    assert!(
+        have("python3"),
+        "{} is needed; .ci/run installs it",
+        "python3"
+    );
     let sel = selector();
     let echo = sel.run_blocking(async {
         spawn_echo(
@@ -851,10 +853,7 @@ print("ok")
 
 #[test]
 fn socat_client_against_asock_echo() {
-    if !have("socat") {
-        eprintln!("socat missing: skipped");
-        return;
-    }
+    assert!(have("socat"), "{} is needed; .ci/run installs it", "socat");
     let sel = selector();
     let echo = sel.run_blocking(async {
         spawn_echo(
@@ -883,10 +882,7 @@ fn socat_client_against_asock_echo() {
 
 #[test]
 fn socat_peer_sends_to_asock_and_receives_reply() {
-    if !have("socat") {
-        eprintln!("socat missing: skipped");
-        return;
-    }
+    assert!(have("socat"), "{} is needed; .ci/run installs it", "socat");
     let sel = selector();
     sel.run_blocking(within(20, async {
         let s = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();

@@ -454,7 +454,8 @@ fn socat_and_python_against_asock_unix_echo() {
         let server = a_socket(&sel).tcp().bind(unix(&path)).await.unwrap();
         spawn_line_echo(&sel, server);
     });
-    if have("socat") {
+    assert!(have("socat"), "socat is needed; .ci/run installs it");
+    {
         let mut child = Command::new("socat")
             .args(["-t2", "-", &format!("UNIX-CONNECT:{}", path.display())])
             .stdin(Stdio::piped())
@@ -472,10 +473,9 @@ fn socat_and_python_against_asock_unix_echo() {
             String::from_utf8_lossy(&out.stdout),
             "socat one\r\nsocat two\r\n"
         );
-    } else {
-        eprintln!("socat missing: skipped");
     }
-    if have("python3") {
+    assert!(have("python3"), "python3 is needed; .ci/run installs it");
+    {
         let code = format!(
             r#"
 import socket
@@ -511,10 +511,7 @@ print("ok")
 
 #[test]
 fn python_unix_datagram_peer() {
-    if !have("python3") {
-        eprintln!("python3 missing: skipped");
-        return;
-    }
+    assert!(have("python3"), "python3 is needed; .ci/run installs it");
     let dir = tempfile::tempdir().unwrap();
     let spath = dir.path().join("asock.dgram");
     let ppath = dir.path().join("python.dgram");
@@ -561,7 +558,8 @@ print("ok")
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
         // socat as a datagram peer too.
-        if have("socat") {
+        assert!(have("socat"), "socat is needed; .ci/run installs it");
+        {
             let mut child = Command::new("socat")
                 .args(["-T2", "-", &format!("UNIX-SENDTO:{}", spath.display())])
                 .stdin(Stdio::piped())
