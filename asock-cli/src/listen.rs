@@ -23,6 +23,8 @@ pub fn run(args: ListenArgs) -> CliResult {
             .bind(target.as_str())
             .await
             .map_err(crate::udp::unix_bind_error)?;
+        // stdout carries only the relayed bytes; the bound address (port 0) goes to the log.
+        crate::log!("Listening on {}", server.local_address());
         let socket = server.accept().await;
         server.close();
         socket.map_err(CliError::from)

@@ -337,27 +337,30 @@ fn asock_connect_relays_and_exits_when_peer_closes() {
 
 #[test]
 fn asock_listen_relays_one_connection() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Port 0: the bound address comes on stderr with -v (stdout is only the relayed bytes), so
+    // no other test can take the port between choosing it and binding it.
     let mut child = Command::new(BIN)
-        .args(["listen", &format!("127.0.0.1:{port}")])
+        .args(["-v", "listen", "127.0.0.1:0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut c = None;
-    for _ in 0..200 {
-        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-            c = Some(s);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut port = None;
+    for _ in 0..20 {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
             break;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        if let Some(rest) = line.trim().split("Listening on 127.0.0.1:").nth(1) {
+            port = rest.parse::<u16>().ok();
+            break;
+        }
     }
-    let mut c = c.expect("listen never listened");
+    let port = port.expect("listen never said where it listens");
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // Listener's stdin reaches the client...
     let mut stdin = child.stdin.take().unwrap();
@@ -374,6 +377,7 @@ fn asock_listen_relays_one_connection() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = child.kill();
+    drop(stderr);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.stdout, b"from client\n");
     assert_eq!(out.status.code(), Some(0));
