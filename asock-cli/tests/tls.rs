@@ -50,6 +50,8 @@ impl Server {
             .args(["echo-server", "127.0.0.1:0"])
             .args(args)
             .current_dir(dir)
+            // `--tls-self-signed` writes its CA under the temp dir: this test's, removed after.
+            .env("TMPDIR", dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -37,6 +37,8 @@ impl Server {
         cmd.arg("echo-server")
             .args(addr)
             .args(args)
+            // `--tls-self-signed` writes its CA under the temp dir: this test's, removed after.
+            .env("TMPDIR", dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap());
