@@ -241,32 +241,44 @@ fn connect_tls_against_openssl_s_server() {
     );
     let dir = certs();
     for flag in ["-tls1_2", "-tls1_3"] {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let mut s_server = Command::new("openssl")
-            .args([
-                "s_server",
-                "-accept",
-                &format!("127.0.0.1:{port}"),
-                "-rev",
-                flag,
-            ])
-            .args(["-cert", "server.pem", "-key", "server.key"])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10));
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        let mut cmd = Command::new(BIN);
-        cmd.args([
+        let (mut s_server, port) = s_server(dir.path(), &[flag]);
+        let got = connect_line(dir.path(), port, &[]);
+        let _ = s_server.kill();
+        let _ = s_server.wait();
+        assert_eq!(got, "fedcba", "{flag}");
+    }
+}
+
+/// Starts `openssl s_server -rev` (each line comes back reversed) with the test certificate
+/// and `extra` flags, on a free port; returns it and the port once it accepts.
+fn s_server(dir: &Path, extra: &[&str]) -> (Child, u16) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-rev"])
+        .args(["-cert", "server.pem", "-key", "server.key"])
+        .args(extra)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    (child, port)
+}
+
+/// Runs `asock connect --tls` (trusting the test CA, name localhost, plus `extra`) to `port`,
+/// sends `abcdef`, and returns the first line that comes back (empty if none within 10 s).
+fn connect_line(dir: &Path, port: u16, extra: &[&str]) -> String {
+    let mut child = Command::new(BIN)
+        .args([
             "connect",
             "--tls",
             "--ca",
@@ -274,33 +286,31 @@ fn connect_tls_against_openssl_s_server() {
             "--server-name",
             "localhost",
         ])
+        .args(extra)
+        .args(["--timeout", "5"])
         .arg(format!("127.0.0.1:{port}"))
-        .current_dir(dir.path());
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"abcdef\n").unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        let start = Instant::now();
-        while !got.ends_with(b"\n") && start.elapsed() < Duration::from_secs(10) {
-            match out.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"abcdef\n");
+    let mut out = child.stdout.take().unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    let start = Instant::now();
+    while !got.ends_with(b"\n") && start.elapsed() < Duration::from_secs(10) {
+        match out.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
         }
-        drop(stdin);
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = s_server.kill();
-        let _ = s_server.wait();
-        assert_eq!(String::from_utf8_lossy(&got).trim_end(), "fedcba", "{flag}");
     }
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    String::from_utf8_lossy(&got).trim_end().to_string()
 }
 
 #[test]
@@ -414,67 +424,14 @@ fn connect_tls_presents_a_client_certificate_to_openssl_s_server() {
     );
     let dir = certs();
     client_certs(dir.path());
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
     // -Verify: a client certificate is required, checked against the client CA.
-    let mut s_server = Command::new("openssl")
-        .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-rev"])
-        .args(["-cert", "server.pem", "-key", "server.key"])
-        .args(["-Verify", "1", "-CAfile", "cca.pem"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(30));
-    }
-    let connect = |with_cert: bool| {
-        let mut cmd = Command::new(BIN);
-        cmd.args([
-            "connect",
-            "--tls",
-            "--ca",
-            "ca.pem",
-            "--server-name",
-            "localhost",
-        ]);
-        if with_cert {
-            cmd.args(["--cert", "client.pem", "--key", "client.key"]);
-        }
-        cmd.args(["--timeout", "5"])
-            .arg(format!("127.0.0.1:{port}"))
-            .current_dir(dir.path());
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let _ = stdin.write_all(b"abcdef\n");
-        let mut out = child.stdout.take().unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        let start = Instant::now();
-        while !got.ends_with(b"\n") && start.elapsed() < Duration::from_secs(10) {
-            match out.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-        drop(stdin);
-        let _ = child.kill();
-        let _ = child.wait();
-        String::from_utf8_lossy(&got).trim_end().to_string()
-    };
-    let with = connect(true);
-    let without = connect(false);
+    let (mut s_server, port) = s_server(dir.path(), &["-Verify", "1", "-CAfile", "cca.pem"]);
+    let with = connect_line(
+        dir.path(),
+        port,
+        &["--cert", "client.pem", "--key", "client.key"],
+    );
+    let without = connect_line(dir.path(), port, &[]);
     let _ = s_server.kill();
     let _ = s_server.wait();
     assert_eq!(with, "fedcba", "with a client certificate");
