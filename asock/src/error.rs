@@ -143,6 +143,15 @@ pub enum Error {
         /// More detail, fit to show a user (rustls's own message, the alert received, ...).
         detail: String,
     },
+    /// A socket option was set that does not apply to the kind of socket being made (say
+    /// `linger` on a UDP socket); nothing was created.
+    #[error("option `{option}` does not apply to {socket} sockets")]
+    UnsupportedOption {
+        /// The option's name, as in [`SocketOptions`](crate::SocketOptions).
+        option: &'static str,
+        /// The kind of socket, e.g. `"UDP"`.
+        socket: &'static str,
+    },
     /// A TLS configuration could not be built: unreadable or malformed PEM, a key that does not
     /// match its certificate, an invalid server name.
     #[error("TLS configuration: {0}")]
@@ -271,7 +280,7 @@ impl Error {
                 TlsReason::HandshakeEof | TlsReason::Truncated => io::ErrorKind::UnexpectedEof,
                 _ => io::ErrorKind::InvalidData,
             },
-            Error::TlsConfig(_) => io::ErrorKind::InvalidInput,
+            Error::TlsConfig(_) | Error::UnsupportedOption { .. } => io::ErrorKind::InvalidInput,
         }
     }
 }

@@ -173,9 +173,11 @@ mod compat;
 mod error;
 mod selector;
 mod sockets;
+mod sys;
 pub mod time;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod util;
 
 pub use address::{SocketAddress, ToSocketAddress};
 pub use channel::{ByteReadChannel, ByteWriteChannel};

@@ -171,7 +171,10 @@ fn handshake_pair(
     client_cfg: TlsConfig,
     connect_host: &str,
 ) -> (asock::Result<TlsSocket>, asock::Result<TlsSocket>) {
-    let sel = selector();
+    // The sockets outlive this function: their manager must too (dropping its last handle
+    // would close them).
+    static SEL: std::sync::OnceLock<asock::SelectorManager> = std::sync::OnceLock::new();
+    let sel = SEL.get_or_init(selector).clone();
     let host = connect_host.to_string();
     sel.run_blocking(async {
         let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await.unwrap();

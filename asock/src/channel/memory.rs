@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::{ByteReadChannel, Source};
-use crate::SelectorManager;
+use crate::selector::Handle;
 
 /// A source that reads from a byte slice in pieces of at most `chunk` bytes (like a socket
 /// that has that much ready each time) and discards writes.
@@ -40,7 +40,7 @@ impl Source for MemorySource {
         None
     }
 
-    fn manager(&self) -> Option<&SelectorManager> {
+    fn manager(&self) -> Option<&Handle> {
         None
     }
 }

@@ -11,17 +11,14 @@ pub mod memory;
 mod read;
 mod write;
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use read::{ByteReadChannel, DEFAULT_MAX_LINE_LENGTH};
 pub use write::ByteWriteChannel;
 
-use crate::selector::timer::Sleep;
-use crate::SelectorManager;
+use crate::selector::Handle;
 
 /// A connected byte stream that channels read from and write to.
 ///
@@ -38,64 +35,17 @@ pub(crate) trait Source: Send + Sync + 'static {
     }
     /// Ends the write half: the peer sees end of stream.
     fn poll_shutdown_write(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Idle timeout for reads and writes (`socket_timeout`).
+    /// How long one read or write may wait (`socket_timeout`).
     fn timeout(&self) -> Option<Duration>;
-    /// The manager that runs background work for this source (flush on drop, idle timers);
+    /// The manager that runs background work for this source (flush on drop, timeouts);
     /// `None` for sources no event loop drives (in-memory ones).
-    fn manager(&self) -> Option<&SelectorManager>;
+    fn manager(&self) -> Option<&Handle>;
+    /// The source was closed (the socket's `close`): both channels report closed.
+    fn is_closed(&self) -> bool {
+        false
+    }
     /// The read channel is finished (end of stream seen, or cancelled).
     fn read_finished(&self) {}
     /// The write channel is finished (closed or dropped).
     fn write_finished(&self) {}
-}
-
-/// Enforces an idle timeout: fails a wait when no progress was made for the whole period.
-///
-/// One timer per period, not one per operation: progress only records a timestamp.
-#[derive(Debug, Default)]
-pub(crate) struct IdleTimer {
-    sleep: Option<Sleep>,
-    last_progress: Option<Instant>,
-}
-
-impl IdleTimer {
-    /// Records progress (bytes moved).
-    pub(crate) fn progress(&mut self, timeout: Option<Duration>) {
-        if timeout.is_some() {
-            self.last_progress = Some(Instant::now());
-        }
-    }
-
-    /// Called when an operation is about to wait; `Ready` means the timeout expired.
-    /// The timer is armed on `home`'s loops when no loop runs this thread, so an idle timeout
-    /// never depends on asock's background loop (which may fail to start when the process is
-    /// out of descriptors).
-    pub(crate) fn poll_expired(
-        &mut self,
-        cx: &mut Context<'_>,
-        timeout: Option<Duration>,
-        home: Option<&SelectorManager>,
-    ) -> Poll<()> {
-        let Some(timeout) = timeout else {
-            return Poll::Pending;
-        };
-        let last = *self.last_progress.get_or_insert_with(Instant::now);
-        loop {
-            let deadline = last + timeout;
-            let sleep = self.sleep.get_or_insert_with(|| match home {
-                Some(m) => Sleep::until_on(deadline, m),
-                None => crate::time::sleep_until(deadline),
-            });
-            match Pin::new(sleep).poll(cx) {
-                Poll::Ready(()) if Instant::now() >= deadline => {
-                    self.sleep = None;
-                    self.last_progress = None;
-                    return Poll::Ready(());
-                }
-                // Progress moved the deadline since this timer was armed: arm the next one.
-                Poll::Ready(()) => self.sleep = None,
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
 }

@@ -10,8 +10,9 @@ use std::task::{ready, Context, Poll};
 use memchr::{memchr, memmem};
 
 use super::buffer::{self, CHUNK};
-use super::{IdleTimer, Source};
+use super::Source;
 use crate::error::{Error, Result};
+use crate::time::WaitTimer;
 
 /// The largest single read a channel grows to for a bulk stream.
 const MAX_READ_SIZE: usize = 64 * 1024;
@@ -66,7 +67,36 @@ pub struct ByteReadChannel {
     /// [`MAX_READ_SIZE`]) while reads keep filling the buffer, so a bulk stream makes few large
     /// reads while a chatty connection keeps a small buffer.
     read_size: usize,
-    idle: IdleTimer,
+    /// The error that ended reading (a reset, say): every later read fails the same way
+    /// instead of mistaking the silence after it for end of stream.
+    failed: Option<Failure>,
+    /// Bytes consumed by the reader, in all.
+    consumed: u64,
+    wait: WaitTimer,
+}
+
+/// A read error kept to be reported again.
+#[derive(Clone, Copy, Debug)]
+struct Failure {
+    kind: io::ErrorKind,
+    os: Option<i32>,
+}
+
+impl Failure {
+    fn of(e: &io::Error) -> Failure {
+        Failure {
+            kind: e.kind(),
+            os: e.raw_os_error(),
+        }
+    }
+
+    fn error(self) -> Error {
+        let e = match self.os {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::from(self.kind),
+        };
+        Error::io("read", e)
+    }
 }
 
 impl std::fmt::Debug for ByteReadChannel {
@@ -114,7 +144,9 @@ impl ByteReadChannel {
             notified: false,
             max_line: DEFAULT_MAX_LINE_LENGTH,
             read_size: CHUNK,
-            idle: IdleTimer::default(),
+            failed: None,
+            consumed: 0,
+            wait: WaitTimer::default(),
         }
     }
 
@@ -146,9 +178,19 @@ impl ByteReadChannel {
         memchr(b'\n', self.buffered()).is_some()
     }
 
-    /// Whether nothing more can be read: end of stream reached and buffer empty, or cancelled.
+    /// Whether nothing more can be read: end of stream reached (or a read failed) and the
+    /// buffer is empty, or the channel was cancelled, or the socket was closed.
     pub fn is_closed_for_read(&self) -> bool {
-        self.cancelled || (self.eof && self.start == self.end)
+        self.cancelled
+            || ((self.eof || self.failed.is_some()) && self.start == self.end)
+            || self.src.is_closed()
+    }
+
+    /// Bytes the reader has consumed from this channel so far (Ktor's `totalBytesRead`),
+    /// through its own methods and the `futures-io`/tokio reader traits alike. Bytes buffered
+    /// but not yet consumed do not count.
+    pub fn total_bytes_read(&self) -> u64 {
+        self.consumed
     }
 
     /// Stops reading: buffered bytes are dropped and every later read fails with
@@ -166,6 +208,7 @@ impl ByteReadChannel {
     ///
     /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn await_content(&mut self) -> Result<bool> {
+        self.begin();
         poll_fn(|cx| self.poll_ensure(cx, 1)).await
     }
 
@@ -177,6 +220,7 @@ impl ByteReadChannel {
     ///
     /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_line(&mut self) -> Result<Option<&[u8]>> {
+        self.begin();
         let found = poll_fn(|cx| self.poll_find(cx, b"\n", true)).await?;
         Ok(found.map(|f| &self.buf[f.start..f.end]))
     }
@@ -213,6 +257,7 @@ impl ByteReadChannel {
                 source: io::Error::new(io::ErrorKind::InvalidInput, "empty delimiter"),
             });
         }
+        self.begin();
         let found = poll_fn(|cx| self.poll_find(cx, delimiter, false)).await?;
         Ok(found.map(|f| &self.buf[f.start..f.end]))
     }
@@ -223,6 +268,7 @@ impl ByteReadChannel {
     /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_exact(&mut self, dst: &mut [u8]) -> Result<()> {
         let n = dst.len();
+        self.begin();
         if !poll_fn(|cx| self.poll_ensure(cx, n)).await? && n > 0 {
             return Err(Error::UnexpectedEof {
                 needed: n,
@@ -249,6 +295,7 @@ impl ByteReadChannel {
     ///
     /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn fill_buf(&mut self) -> Result<&[u8]> {
+        self.begin();
         poll_fn(|cx| self.poll_ensure(cx, 1)).await?;
         Ok(self.buffered())
     }
@@ -264,6 +311,7 @@ impl ByteReadChannel {
     ///
     /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_available(&mut self, dst: &mut [u8]) -> Result<usize> {
+        self.begin();
         poll_fn(|cx| self.poll_read_available(cx, dst)).await
     }
 
@@ -272,6 +320,7 @@ impl ByteReadChannel {
     ///
     /// Cancel-safe: dropped before it completes, it consumes nothing.
     pub async fn read_remaining(&mut self, limit: usize) -> Result<Vec<u8>> {
+        self.begin();
         poll_fn(|cx| loop {
             if self.available_for_read() > limit {
                 return Poll::Ready(Err(Error::TooMuchData { limit }));
@@ -293,6 +342,7 @@ impl ByteReadChannel {
     /// [`fill_buf`](Self::fill_buf) and [`consume`](Self::consume).
     pub async fn discard(&mut self, n: u64) -> Result<u64> {
         let mut left = n;
+        self.begin();
         while left > 0 {
             if self.available_for_read() == 0 && !poll_fn(|cx| self.poll_ensure(cx, 1)).await? {
                 break;
@@ -350,6 +400,7 @@ impl ByteReadChannel {
     // ---- the machinery ----
 
     fn advance(&mut self, n: usize) {
+        self.consumed += n as u64;
         self.start += n;
         self.scanned = self.scanned.saturating_sub(n);
         if self.start == self.end {
@@ -357,6 +408,22 @@ impl ByteReadChannel {
             self.end = 0;
             self.scanned = 0;
         }
+    }
+
+    /// Records an OS read error (a reset, say) so later reads report it too. Timeouts are not
+    /// kept (the next read waits again), nor errors of the source's own (TLS keeps those).
+    fn fail(&mut self, e: io::Error) -> Error {
+        let kept = Failure::of(&e);
+        let err = Error::io("read", e);
+        if kept.os.is_some() && !matches!(err, Error::Timeout) {
+            self.failed = Some(kept);
+        }
+        err
+    }
+
+    /// A new operation starts: its wait gets a full `socket_timeout`.
+    fn begin(&mut self) {
+        self.wait.restart();
     }
 
     fn release(&mut self) {
@@ -412,11 +479,13 @@ impl ByteReadChannel {
         if self.cancelled {
             return Poll::Ready(Err(Error::Closed("read channel")));
         }
+        if let Some(f) = self.failed {
+            return Poll::Ready(Err(f.error()));
+        }
         if self.eof {
             return Poll::Ready(Ok(0));
         }
         self.make_room();
-        let timeout = self.src.timeout();
         let asked = self.buf.len() - self.end;
         match self.src.poll_read(cx, &mut self.buf[self.end..]) {
             Poll::Ready(Ok(0)) => {
@@ -429,15 +498,18 @@ impl ByteReadChannel {
                     self.read_size *= 2;
                 }
                 self.end += n;
-                self.idle.progress(timeout);
+                self.wait.restart();
                 Poll::Ready(Ok(n))
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(Error::io("read", e))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.fail(e))),
             Poll::Pending => {
                 if self.start == self.end {
                     self.release();
                 }
-                match self.idle.poll_expired(cx, timeout, self.src.manager()) {
+                match self
+                    .wait
+                    .poll_expired(cx, self.src.timeout(), self.src.manager())
+                {
                     Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
                     Poll::Pending => Poll::Pending,
                 }
@@ -460,9 +532,8 @@ impl ByteReadChannel {
             return Poll::Ready(Ok(0));
         }
         if self.available_for_read() == 0 {
-            if dst.len() >= CHUNK && !self.eof && !self.cancelled {
+            if dst.len() >= CHUNK && !self.eof && !self.cancelled && self.failed.is_none() {
                 // Big destination, nothing buffered: read straight into it.
-                let timeout = self.src.timeout();
                 return match self.src.poll_read(cx, dst) {
                     Poll::Ready(Ok(0)) => {
                         self.eof = true;
@@ -470,13 +541,17 @@ impl ByteReadChannel {
                         Poll::Ready(Ok(0))
                     }
                     Poll::Ready(Ok(n)) => {
-                        self.idle.progress(timeout);
+                        self.consumed += n as u64;
+                        self.wait.restart();
                         Poll::Ready(Ok(n))
                     }
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(Error::io("read", e))),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(self.fail(e))),
                     Poll::Pending => {
                         self.release();
-                        match self.idle.poll_expired(cx, timeout, self.src.manager()) {
+                        match self
+                            .wait
+                            .poll_expired(cx, self.src.timeout(), self.src.manager())
+                        {
                             Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
                             Poll::Pending => Poll::Pending,
                         }

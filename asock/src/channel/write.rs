@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use super::{IdleTimer, Source};
+use super::Source;
 use crate::error::{Error, Result};
+use crate::time::WaitTimer;
 
 /// Queued bytes past which a write waits for a flush (back-pressure), and the size above which
 /// a write goes straight to the socket instead of through the buffer.
@@ -37,7 +38,9 @@ pub struct ByteWriteChannel {
     pos: usize,
     auto_flush: bool,
     closed: bool,
-    idle: IdleTimer,
+    /// Bytes handed to the channel by write calls, in all.
+    written: u64,
+    wait: WaitTimer,
 }
 
 impl std::fmt::Debug for ByteWriteChannel {
@@ -75,8 +78,16 @@ impl ByteWriteChannel {
             pos: 0,
             auto_flush,
             closed: false,
-            idle: IdleTimer::default(),
+            written: 0,
+            wait: WaitTimer::default(),
         }
+    }
+
+    /// Bytes handed to this channel by write calls so far, through its own methods and the
+    /// `futures-io`/tokio writer traits alike (Ktor's `totalBytesWritten`). Bytes still
+    /// [`queued`](Self::queued) count: they were written to the channel, not yet sent.
+    pub fn total_bytes_written(&self) -> u64 {
+        self.written
     }
 
     /// Whether every write call flushes before it returns.
@@ -94,9 +105,10 @@ impl ByteWriteChannel {
         self.buf.len() - self.pos
     }
 
-    /// Whether [`close`](Self::close) was called.
+    /// Whether nothing more can be written: [`close`](Self::close) was called, or the socket
+    /// was closed.
     pub fn is_closed_for_write(&self) -> bool {
-        self.closed
+        self.closed || self.src.is_closed()
     }
 
     /// Writes all of `data`.
@@ -108,6 +120,8 @@ impl ByteWriteChannel {
         if self.closed {
             return Err(Error::Closed("write channel"));
         }
+        self.wait.restart();
+        self.written += data.len() as u64;
         let mut rest = data;
         if self.queued() == 0 && (self.auto_flush || data.len() >= FLUSH_AT) {
             rest = poll_fn(|cx| Poll::Ready(self.write_direct(cx, data))).await?;
@@ -164,6 +178,7 @@ impl ByteWriteChannel {
     ///
     /// Cancel-safe: a dropped flush leaves the rest queued; call it again.
     pub async fn flush(&mut self) -> Result<()> {
+        self.wait.restart();
         poll_fn(|cx| self.poll_flush_all(cx)).await
     }
 
@@ -192,13 +207,12 @@ impl ByteWriteChannel {
 
     /// Writes from `data` while the socket takes it without waiting; returns the rest.
     fn write_direct<'a>(&mut self, cx: &mut Context<'_>, mut data: &'a [u8]) -> Result<&'a [u8]> {
-        let timeout = self.src.timeout();
         while !data.is_empty() {
             match self.src.poll_write(cx, data) {
                 Poll::Ready(Ok(0)) => return Err(write_zero()),
                 Poll::Ready(Ok(n)) => {
                     data = &data[n..];
-                    self.idle.progress(timeout);
+                    self.wait.restart();
                 }
                 Poll::Ready(Err(e)) => return Err(Error::io("write", e)),
                 Poll::Pending => break,
@@ -215,11 +229,11 @@ impl ByteWriteChannel {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(write_zero())),
                 Poll::Ready(Ok(n)) => {
                     self.pos += n;
-                    self.idle.progress(timeout);
+                    self.wait.restart();
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("write", e))),
                 Poll::Pending => {
-                    return match self.idle.poll_expired(cx, timeout, self.src.manager()) {
+                    return match self.wait.poll_expired(cx, timeout, self.src.manager()) {
                         Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
                         Poll::Pending => Poll::Pending,
                     };
@@ -276,7 +290,8 @@ impl Drop for ByteWriteChannel {
                 pos,
                 auto_flush: false,
                 closed: false,
-                idle: IdleTimer::default(),
+                written: 0,
+                wait: WaitTimer::default(),
             };
             // Errors have no one to go to: the peer is gone or too slow, and the socket closes.
             let _ = crate::time::timeout(limit, ch.close()).await;
@@ -300,7 +315,10 @@ impl ByteWriteChannel {
         }
         if this.queued() == 0 {
             match this.src.poll_write(cx, data) {
-                Poll::Ready(Ok(n)) if n > 0 => return Poll::Ready(Ok(n)),
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    this.written += n as u64;
+                    return Poll::Ready(Ok(n));
+                }
                 Poll::Ready(Ok(_)) => return Poll::Ready(Err(write_zero().into())),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {}
@@ -311,6 +329,7 @@ impl ByteWriteChannel {
         }
         let n = data.len().min(2 * FLUSH_AT - this.queued());
         this.buf.extend_from_slice(&data[..n]);
+        this.written += n as u64;
         Poll::Ready(Ok(n))
     }
 

@@ -14,8 +14,9 @@ use async_task::Runnable;
 use mio::{Events, Poll, Token};
 use slab::Slab;
 
-use super::io::ScheduledIo;
+use super::source::LoopIo;
 use super::timer::{TimerEntry, TimerHeap};
+use crate::util::lock;
 
 /// Token of the loop's own `mio::Waker`; registrations use slab keys, which never reach it.
 const WAKE_TOKEN: Token = Token(usize::MAX);
@@ -30,8 +31,18 @@ pub(crate) struct LoopShared {
     waker: mio::Waker,
     inject: Mutex<Inject>,
     /// Registered I/O sources, by token. Locked once per poll batch, and to (de)register.
-    ios: Mutex<Slab<Arc<ScheduledIo>>>,
+    ios: Mutex<Slab<Arc<dyn LoopIo>>>,
+    /// Every live task placed on this loop, so closing the manager can drop them all.
+    tasks: Mutex<Tasks>,
     shutdown: AtomicBool,
+}
+
+/// The live tasks of a loop: a waker each, which schedules the task when woken.
+#[derive(Default)]
+struct Tasks {
+    wakers: Slab<Option<Waker>>,
+    /// The manager closed: no task may be added.
+    closed: bool,
 }
 
 /// Work handed to the loop by other threads.
@@ -61,12 +72,6 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Local>) -> R) -> R {
     CURRENT.with(|c| f(c.borrow().as_deref()))
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks cannot leave the data half-updated in a way that
-    // matters (they are queues), so poisoning is ignored.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl LoopShared {
     pub(crate) fn new(poll: &Poll, manager_id: usize) -> io::Result<Arc<LoopShared>> {
         Ok(Arc::new(LoopShared {
@@ -75,6 +80,7 @@ impl LoopShared {
             waker: mio::Waker::new(poll.registry(), WAKE_TOKEN)?,
             inject: Mutex::new(Inject::default()),
             ios: Mutex::new(Slab::new()),
+            tasks: Mutex::new(Tasks::default()),
             shutdown: AtomicBool::new(false),
         }))
     }
@@ -101,11 +107,49 @@ impl LoopShared {
         }
     }
 
-    /// Adds a timer from another thread.
-    pub(crate) fn inject_timer(&self, timer: Arc<TimerEntry>) {
-        let mut inj = lock(&self.inject);
-        inj.timers.push(timer);
-        self.wake_if_sleeping(inj);
+    /// Arms a timer on this loop: straight into its heap on the loop's own thread, through the
+    /// injection queue otherwise. On a closed loop the timer is orphaned at once (its owner
+    /// re-arms it elsewhere).
+    pub(crate) fn add_timer(self: &Arc<Self>, timer: Arc<TimerEntry>) {
+        let timer = with_current(|cur| match cur {
+            Some(local) if Arc::ptr_eq(&local.shared, self) => {
+                local.timers.borrow_mut().push(timer);
+                None
+            }
+            _ => Some(timer),
+        });
+        if let Some(timer) = timer {
+            let mut inj = lock(&self.inject);
+            if inj.closed {
+                drop(inj);
+                timer.orphan();
+                return;
+            }
+            inj.timers.push(timer);
+            self.wake_if_sleeping(inj);
+        }
+    }
+
+    /// Records a new task (its waker) so [`close_all`](Self::close_all) can drop it; `None`
+    /// once the manager closed. Pair with [`forget_task`](Self::forget_task).
+    pub(crate) fn track_task(&self) -> Option<usize> {
+        let mut tasks = lock(&self.tasks);
+        (!tasks.closed).then(|| tasks.wakers.insert(None))
+    }
+
+    /// Sets the waker of a tracked task (before it first runs).
+    pub(crate) fn set_task_waker(&self, key: usize, waker: Waker) {
+        if let Some(slot) = lock(&self.tasks).wakers.get_mut(key) {
+            *slot = Some(waker);
+        }
+    }
+
+    /// The task finished or was dropped.
+    pub(crate) fn forget_task(&self, key: usize) {
+        let mut tasks = lock(&self.tasks);
+        if tasks.wakers.contains(key) {
+            tasks.wakers.remove(key);
+        }
     }
 
     fn wake_if_sleeping(&self, mut inj: MutexGuard<'_, Inject>) {
@@ -117,17 +161,50 @@ impl LoopShared {
         }
     }
 
-    /// Asks the loop to exit after its current iteration.
+    /// Asks the loop to exit after its current iteration. From now on work handed to it from
+    /// other threads is dropped (a dropped task is cancelled).
     pub(crate) fn shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
+        let leftover = {
+            let mut inj = lock(&self.inject);
+            inj.closed = true;
+            std::mem::take(&mut inj.tasks)
+        };
+        drop(leftover);
         let _ = self.waker.wake();
     }
 
+    /// After the loop thread exited (or from a loop thread that cannot wait for it): drops
+    /// every task still alive, and fails every wait on and releases every descriptor still
+    /// registered.
+    pub(crate) fn close_all(&self) {
+        let wakers: Vec<Waker> = {
+            let mut tasks = lock(&self.tasks);
+            tasks.closed = true;
+            std::mem::take(&mut tasks.wakers)
+                .into_iter()
+                .filter_map(|(_, w)| w)
+                .collect()
+        };
+        // Waking schedules each task on this closed loop, which drops (cancels) it.
+        for w in wakers {
+            w.wake();
+        }
+        let ios = std::mem::take(&mut *lock(&self.ios));
+        for (_, io) in ios {
+            io.shut();
+        }
+    }
+
+    /// Registers a descriptor (edge-triggered, both directions); its events go to `io`.
     pub(crate) fn register(
         &self,
         fd: std::os::fd::RawFd,
-        io: Arc<ScheduledIo>,
+        io: Arc<dyn LoopIo>,
     ) -> io::Result<usize> {
+        if self.shutdown.load(Ordering::Acquire) {
+            return Err(io::Error::from(io::ErrorKind::NotConnected));
+        }
         let key = lock(&self.ios).insert(io);
         let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
         if let Err(e) = self
@@ -140,6 +217,7 @@ impl LoopShared {
         Ok(key)
     }
 
+    /// Removes a registration; the descriptor must still be open.
     pub(crate) fn deregister(&self, fd: std::os::fd::RawFd, key: usize) {
         // Errors here mean the fd is already gone from epoll; nothing to undo.
         let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
@@ -147,13 +225,6 @@ impl LoopShared {
         if ios.contains(key) {
             ios.remove(key);
         }
-    }
-}
-
-impl Local {
-    /// Adds a timer on the loop's own thread.
-    pub(crate) fn add_timer(&self, timer: Arc<TimerEntry>) {
-        self.timers.borrow_mut().push(timer);
     }
 }
 
@@ -234,7 +305,7 @@ pub(crate) fn run(shared: Arc<LoopShared>, mut poll: Poll, config: LoopConfig) {
                     continue;
                 }
                 if let Some(io) = ios.get(event.token().0) {
-                    io.set_readiness(event, &mut wakers);
+                    io.scheduled().set_readiness(event, &mut wakers);
                     any = true;
                 }
             }
@@ -251,15 +322,28 @@ pub(crate) fn run(shared: Arc<LoopShared>, mut poll: Poll, config: LoopConfig) {
         }
     }
 
-    // Exit: refuse new work, drop queued tasks (cancelling them), leave the thread clean.
-    let leftover = {
+    // Exit: refuse new work, drop queued tasks (cancelling them), hand armed timers back to
+    // their owners (a sleep polled off the loops re-arms elsewhere), leave the thread clean.
+    let (leftover, timers) = {
         let mut inj = lock(&shared.inject);
         inj.closed = true;
-        std::mem::take(&mut inj.tasks)
+        (
+            std::mem::take(&mut inj.tasks),
+            std::mem::take(&mut inj.timers),
+        )
     };
     drop(leftover);
-    let queued = std::mem::take(&mut *local.queue.borrow_mut());
-    drop(queued);
+    for t in timers {
+        t.orphan();
+    }
+    loop {
+        let queued = std::mem::take(&mut *local.queue.borrow_mut());
+        if queued.is_empty() {
+            break;
+        }
+        drop(queued);
+    }
+    local.timers.borrow_mut().orphan_all();
     CURRENT.with(|c| c.borrow_mut().take());
 }
 

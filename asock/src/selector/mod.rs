@@ -1,9 +1,16 @@
 //! The runtime: [`SelectorManager`] owns event-loop threads; tasks, readiness and timers run on
-//! them. It knows nothing of sockets: they register through [`io::IoSource`].
+//! them. It knows nothing of sockets: they wrap a [`source::IoSource`], which waits through a
+//! [`registration::ScheduledIo`].
+//!
+//! Module map (imports run downwards only): `mod.rs` (the manager, tasks, `block_on`) →
+//! `source.rs` (a descriptor tied to a loop) → `event_loop.rs` (one loop thread) →
+//! `registration.rs` (readiness and waiters), `timer.rs` (the timer heap), `coop.rs` (the
+//! cooperative budget), all three leaves.
 
 pub(crate) mod coop;
 pub(crate) mod event_loop;
-pub(crate) mod io;
+pub(crate) mod registration;
+pub(crate) mod source;
 pub(crate) mod timer;
 
 use std::future::Future;
@@ -18,16 +25,31 @@ use std::time::Duration;
 use event_loop::{with_current, LoopConfig, LoopShared};
 
 use crate::error::{Error, Result};
+use crate::util::lock;
 
 static NEXT_MANAGER_ID: AtomicUsize = AtomicUsize::new(1);
 
 /// A group of event loops, one thread each, that drive sockets and run tasks.
 ///
-/// Ktor's `SelectorManager`. Cloning is cheap and gives another handle to the same loops; the
-/// loops stop when [`close`](Self::close) is called or the last handle is dropped.
+/// Ktor's `SelectorManager`. Cloning is cheap and gives another handle to the same loops.
 ///
 /// A connection's task, its readiness and its wakers stay on one loop, so the hot path takes no
 /// lock and makes no cross-thread wake-up.
+///
+/// # Lifecycle
+/// The loops stop when [`close`](Self::close) is called or the last `SelectorManager` handle is
+/// dropped. Sockets, channels and tasks do not count as handles: a task that owns a socket does
+/// not keep the loops alive (a task that owns a `SelectorManager` clone does, like any handle).
+/// Closing, by either way:
+/// - drops every task still on the loops (its [`JoinHandle`] resolves to
+///   [`Error::Cancelled`]), and refuses new ones the same way;
+/// - ends every pending wait on a socket registered with the loops (accept, read, write,
+///   receive, send, connect) with [`Error::Closed`], and releases those sockets' descriptors;
+/// - makes every later operation on them, and every new `bind` or `connect`, fail at once with
+///   [`Error::Closed`];
+/// - joins the loop threads (unless called from one of them: those exit on their own);
+/// - leaves [`time::sleep`](crate::time::sleep)s polled from other threads running: they move
+///   to asock's background loop and complete at their deadline.
 ///
 /// ```
 /// use asock::SelectorManager;
@@ -41,6 +63,24 @@ static NEXT_MANAGER_ID: AtomicUsize = AtomicUsize::new(1);
 /// ```
 #[derive(Clone)]
 pub struct SelectorManager {
+    user: Arc<UserHandle>,
+}
+
+/// What user handles share: the last one closes the manager.
+struct UserHandle {
+    handle: Handle,
+}
+
+impl Drop for UserHandle {
+    fn drop(&mut self) {
+        self.handle.shared.close();
+    }
+}
+
+/// The crate's own reference to a manager's loops (sockets, channels, timers hold it). It does
+/// not keep the loops running: only [`SelectorManager`] handles do.
+#[derive(Clone)]
+pub(crate) struct Handle {
     shared: Arc<ManagerShared>,
 }
 
@@ -54,9 +94,19 @@ struct ManagerShared {
 
 impl std::fmt::Debug for SelectorManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shared = &self.user.handle.shared;
         f.debug_struct("SelectorManager")
+            .field("id", &shared.id)
+            .field("threads", &shared.loops.len())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
             .field("id", &self.shared.id)
-            .field("threads", &self.shared.loops.len())
             .finish()
     }
 }
@@ -92,6 +142,8 @@ impl Builder {
 
     /// Starts the loops.
     pub fn build(self) -> Result<SelectorManager> {
+        // Now, while descriptors are plentiful: `close` needs it later.
+        crate::sys::prepare_close_in_place();
         let id = NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed);
         let config = LoopConfig {
             busy_poll: self.busy_poll,
@@ -124,7 +176,7 @@ impl Builder {
                 }
             }
         }
-        Ok(SelectorManager {
+        let handle = Handle {
             shared: Arc::new(ManagerShared {
                 id,
                 loops,
@@ -132,6 +184,9 @@ impl Builder {
                 threads: Mutex::new(threads),
                 closed: AtomicBool::new(false),
             }),
+        };
+        Ok(SelectorManager {
+            user: Arc::new(UserHandle { handle }),
         })
     }
 }
@@ -153,25 +208,18 @@ impl SelectorManager {
 
     /// Number of event loops.
     pub fn threads(&self) -> usize {
-        self.shared.loops.len()
+        self.handle().shared.loops.len()
     }
 
     /// Runs `future` as a task on one of the loops (round-robin), returning a handle to await
-    /// its output. Dropping the handle lets the task run on, detached.
+    /// its output. Dropping the handle lets the task run on, detached. On a closed manager the
+    /// task never runs and the handle resolves to [`Error::Cancelled`].
     pub fn launch<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let lp = self.next_loop().clone();
-        let schedule = move |runnable| lp.schedule(runnable);
-        let (runnable, task) = async_task::Builder::new()
-            .propagate_panic(true)
-            .spawn(move |_| future, schedule);
-        runnable.schedule();
-        JoinHandle {
-            task: Some(task.fallible()),
-        }
+        self.handle().launch(future)
     }
 
     /// Runs `future` to completion on the calling thread, like Ktor's `runBlocking`. Sockets it
@@ -184,27 +232,64 @@ impl SelectorManager {
         block_on(future)
     }
 
-    /// Stops the loops and joins their threads. Tasks still running are dropped; sockets still
-    /// open fail their pending operations with [`Error::Closed`] or stop making progress.
+    /// Closes the manager now; see [Lifecycle](Self#lifecycle) for what that does to tasks,
+    /// sockets and timers. Idempotent.
     pub fn close(&self) {
-        self.shared.close();
+        self.handle().shared.close();
     }
 
-    /// Whether [`close`](Self::close) was called.
+    /// Whether the manager is closed.
     pub fn is_closed(&self) -> bool {
+        self.handle().is_closed()
+    }
+
+    /// The crate's own, non-owning handle.
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.user.handle
+    }
+}
+
+impl Handle {
+    /// See [`SelectorManager::launch`].
+    pub(crate) fn launch<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let lp = self.next_loop().clone();
+        let Some(key) = lp.track_task() else {
+            return JoinHandle { task: None };
+        };
+        let tracked = TrackedTask {
+            future,
+            lp: lp.clone(),
+            key,
+        };
+        let for_schedule = lp.clone();
+        let schedule = move |runnable| for_schedule.schedule(runnable);
+        let (runnable, task) = async_task::Builder::new()
+            .propagate_panic(true)
+            .spawn(move |_| tracked, schedule);
+        // Before the task can run (and finish, forgetting its key).
+        lp.set_task_waker(key, runnable.waker());
+        runnable.schedule();
+        JoinHandle {
+            task: Some(task.fallible()),
+        }
+    }
+
+    /// Whether the manager is closed.
+    pub(crate) fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    fn next_loop(&self) -> &Arc<LoopShared> {
+    /// The next loop, round-robin.
+    pub(crate) fn next_loop(&self) -> &Arc<LoopShared> {
         let loops = &self.shared.loops;
         if loops.len() == 1 {
             return &loops[0];
         }
         &loops[self.shared.next.fetch_add(1, Ordering::Relaxed) % loops.len()]
-    }
-
-    pub(crate) fn random_loop(&self) -> &Arc<LoopShared> {
-        self.next_loop()
     }
 
     /// The loop running on this thread if it is one of ours, else the next one round-robin.
@@ -217,6 +302,31 @@ impl SelectorManager {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A launched future, known to its loop until it completes or is dropped.
+    struct TrackedTask<F> {
+        #[pin]
+        future: F,
+        lp: Arc<LoopShared>,
+        key: usize,
+    }
+
+    impl<F> PinnedDrop for TrackedTask<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            this.lp.forget_task(*this.key);
+        }
+    }
+}
+
+impl<F: Future> Future for TrackedTask<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().future.poll(cx)
+    }
+}
+
 impl ManagerShared {
     fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
@@ -226,13 +336,16 @@ impl ManagerShared {
             l.shutdown();
         }
         let me = thread::current().id();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        // A loop thread cannot join itself (nor wait for its siblings, which might wait for it).
-        if threads.iter().any(|(id, _)| *id == me) {
-            return;
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        // A loop thread cannot join itself (nor wait for its siblings, which might wait for it):
+        // the loops exit on their own after their current turn.
+        if !threads.iter().any(|(id, _)| *id == me) {
+            for (_, t) in threads {
+                let _ = t.join();
+            }
         }
-        for (_, t) in threads {
-            let _ = t.join();
+        for l in &self.loops {
+            l.close_all();
         }
     }
 }
@@ -252,7 +365,7 @@ pub(crate) fn background() -> Option<&'static SelectorManager> {
     if let Some(m) = BACKGROUND.get() {
         return Some(m);
     }
-    let _guard = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = lock(&STARTING);
     if let Some(m) = BACKGROUND.get() {
         return Some(m);
     }

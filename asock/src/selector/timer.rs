@@ -1,30 +1,82 @@
-//! Per-loop timers: a binary heap of deadlines, and the [`Sleep`] future built on it.
+//! Per-loop timers: a binary heap of deadlines. The public [`Sleep`](crate::time::Sleep)
+//! future is built on it in `crate::time`.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Waker;
 use std::time::Instant;
 
 use atomic_waker::AtomicWaker;
 
-use super::event_loop::with_current;
-
-/// One armed timer, shared between its [`Sleep`] and the heap of the loop that fires it.
+/// One armed timer, shared between its owner (a sleep) and the heap of the loop that fires it.
 pub(crate) struct TimerEntry {
     deadline: Instant,
     fired: AtomicBool,
     cancelled: AtomicBool,
+    /// The loop that held it closed before the deadline: the owner must re-arm it elsewhere.
+    orphaned: AtomicBool,
     waker: AtomicWaker,
 }
 
 impl TimerEntry {
-    fn fire(&self) {
+    /// A timer for `deadline` that wakes `waker`.
+    pub(crate) fn new(deadline: Instant, waker: &Waker) -> Arc<TimerEntry> {
+        let entry = Arc::new(TimerEntry {
+            deadline,
+            fired: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            orphaned: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        });
+        entry.waker.register(waker);
+        entry
+    }
+
+    /// The deadline passed: wakes the owner.
+    pub(crate) fn fire(&self) {
         self.fired.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// The loop closed first: wakes the owner, which finds [`is_orphaned`](Self::is_orphaned).
+    pub(crate) fn orphan(&self) {
+        self.orphaned.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// When it fires.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the deadline passed.
+    pub(crate) fn is_fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
+    /// Whether the loop closed before the deadline.
+    pub(crate) fn is_orphaned(&self) -> bool {
+        self.orphaned.load(Ordering::Acquire)
+    }
+
+    /// The owner no longer wants it; the heap drops it lazily.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Replaces the waker to wake.
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.waker.register(waker);
+    }
+}
+
+impl std::fmt::Debug for TimerEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimerEntry")
+            .field("deadline", &self.deadline)
+            .finish()
     }
 }
 
@@ -79,6 +131,7 @@ impl TimerHeap {
         self.heap.peek().map(|item| item.deadline)
     }
 
+    /// Fires every timer whose deadline is at or before `now`, earliest first.
     pub(crate) fn fire_expired(&mut self, now: Instant) {
         while let Some(top) = self.heap.peek() {
             if top.deadline > now {
@@ -91,126 +144,91 @@ impl TimerHeap {
             }
         }
     }
-}
 
-/// A future that completes at a deadline; see [`crate::time::sleep`].
-///
-/// It arms its timer on the loop of the thread that first polls it, or on asock's background
-/// loop when polled from another executor.
-#[derive(Debug)]
-#[must_use = "futures do nothing unless awaited"]
-pub struct Sleep {
-    deadline: Instant,
-    entry: Option<Arc<TimerEntry>>,
-    /// The manager whose loop keeps the timer when polled outside any loop (default: the
-    /// lazily started background manager).
-    home: Option<super::SelectorManager>,
-}
-
-impl std::fmt::Debug for TimerEntry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimerEntry")
-            .field("deadline", &self.deadline)
-            .finish()
-    }
-}
-
-impl Sleep {
-    pub(crate) fn until(deadline: Instant) -> Sleep {
-        Sleep {
-            deadline,
-            entry: None,
-            home: None,
-        }
-    }
-
-    /// A sleep whose timer, when polled outside any loop, goes to `manager`'s loops rather than
-    /// the background manager. Code that must keep working when the process is out of
-    /// descriptors uses it: starting the background loop then would fail.
-    pub(crate) fn until_on(deadline: Instant, manager: &super::SelectorManager) -> Sleep {
-        Sleep {
-            deadline,
-            entry: None,
-            home: Some(manager.clone()),
-        }
-    }
-
-    /// When this sleep completes.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
-    /// Moves the deadline; the sleep is pending again until then.
-    pub fn reset(&mut self, deadline: Instant) {
-        self.cancel();
-        self.deadline = deadline;
-    }
-
-    /// Whether the deadline has passed.
-    pub fn is_elapsed(&self) -> bool {
-        Instant::now() >= self.deadline
-    }
-
-    fn cancel(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            entry.cancelled.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Future for Sleep {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(entry) = &self.entry {
-            entry.waker.register(cx.waker());
-            if entry.fired.load(Ordering::Acquire) {
-                return Poll::Ready(());
-            }
-            return Poll::Pending;
-        }
-        if Instant::now() >= self.deadline {
-            return Poll::Ready(());
-        }
-        let entry = Arc::new(TimerEntry {
-            deadline: self.deadline,
-            fired: AtomicBool::new(false),
-            cancelled: AtomicBool::new(false),
-            waker: AtomicWaker::new(),
-        });
-        entry.waker.register(cx.waker());
-        let remote = with_current(|cur| match cur {
-            Some(local) => {
-                local.add_timer(entry.clone());
-                None
-            }
-            None => Some(entry.clone()),
-        });
-        if let Some(entry) = remote {
-            match self.home.as_ref().or_else(|| super::background()) {
-                Some(m) => m.random_loop().inject_timer(entry),
-                None => wake_from_thread(entry),
+    /// The loop is closing: every live timer is handed back to its owner.
+    pub(crate) fn orphan_all(&mut self) {
+        for item in std::mem::take(&mut self.heap) {
+            if !item.timer.cancelled.load(Ordering::Relaxed) {
+                item.timer.orphan();
             }
         }
-        self.entry = Some(entry);
-        Poll::Pending
+    }
+
+    /// Timers held, cancelled ones included (tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.heap.len()
     }
 }
 
-impl Drop for Sleep {
-    fn drop(&mut self) {
-        self.cancel();
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+    use std::time::Duration;
 
-/// Last resort when no event loop can run a timer (the background loop could not start): a
-/// plain thread sleeps until the deadline. If even that thread cannot start, the timer never
-/// fires; it does not spin and does not panic.
-fn wake_from_thread(entry: Arc<TimerEntry>) {
-    let _ = std::thread::Builder::new()
-        .name("asock-timer".into())
-        .spawn(move || {
-            std::thread::sleep(entry.deadline.saturating_duration_since(Instant::now()));
-            entry.fire();
-        });
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn fires_in_deadline_order_and_only_when_due() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let t0 = Instant::now();
+        let mut heap = TimerHeap::default();
+        let late = TimerEntry::new(t0 + Duration::from_secs(2), &waker);
+        let early = TimerEntry::new(t0 + Duration::from_secs(1), &waker);
+        let same = TimerEntry::new(t0 + Duration::from_secs(1), &waker);
+        heap.push(late.clone());
+        heap.push(early.clone());
+        heap.push(same.clone());
+        assert_eq!(heap.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        heap.fire_expired(t0);
+        assert!(!early.is_fired());
+        heap.fire_expired(t0 + Duration::from_secs(1));
+        assert!(early.is_fired() && same.is_fired() && !late.is_fired());
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(heap.next_deadline(), Some(t0 + Duration::from_secs(2)));
+        heap.fire_expired(t0 + Duration::from_secs(5));
+        assert!(late.is_fired());
+        assert_eq!(heap.next_deadline(), None);
+    }
+
+    #[test]
+    fn cancelled_timers_never_fire_and_are_swept() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let t0 = Instant::now();
+        let mut heap = TimerHeap::default();
+        for i in 0..5000u64 {
+            let t = TimerEntry::new(t0 + Duration::from_millis(i), &waker);
+            t.cancel();
+            heap.push(t);
+        }
+        assert!(heap.len() < 5000, "a sweep dropped cancelled timers");
+        heap.fire_expired(t0 + Duration::from_secs(10));
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn orphan_all_hands_live_timers_back() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut heap = TimerHeap::default();
+        let live = TimerEntry::new(Instant::now() + Duration::from_secs(60), &waker);
+        let gone = TimerEntry::new(Instant::now() + Duration::from_secs(60), &waker);
+        gone.cancel();
+        heap.push(live.clone());
+        heap.push(gone.clone());
+        heap.orphan_all();
+        assert!(live.is_orphaned() && !live.is_fired());
+        assert!(!gone.is_orphaned());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(heap.next_deadline(), None);
+    }
 }

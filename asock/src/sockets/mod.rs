@@ -2,7 +2,6 @@
 
 mod options;
 mod stream;
-mod sys;
 mod tcp;
 mod udp;
 mod unix;

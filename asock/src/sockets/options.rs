@@ -75,7 +75,9 @@ impl Default for SocketOptions {
 /// What kind of socket options are applied to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A TCP connection (connected or accepted).
+    /// A TCP connection being made by `connect` (it takes the reuse options too, as in Ktor).
+    TcpConnect,
+    /// An accepted TCP connection (it inherits the listener's reuse options).
     TcpStream,
     /// A TCP listener.
     TcpListener,
@@ -86,16 +88,47 @@ pub(crate) enum Kind {
 }
 
 impl SocketOptions {
-    /// Applies the options that concern `kind` to `s`.
+    /// Refuses options that cannot apply to `kind`, rather than ignore them silently. Options
+    /// with a default (`no_delay`, `reuse_address`) are simply not applied where they mean
+    /// nothing.
+    pub(crate) fn check(&self, kind: Kind) -> Result<()> {
+        let socket = match kind {
+            Kind::Udp => "UDP",
+            Kind::Unix => "Unix-domain",
+            _ => return Ok(()),
+        };
+        let refuse = |option| Err(Error::UnsupportedOption { option, socket });
+        if self.keep_alive.is_some() {
+            return refuse("keep_alive");
+        }
+        if kind == Kind::Udp && self.linger.is_some() {
+            return refuse("linger");
+        }
+        if kind == Kind::Unix {
+            if self.type_of_service.is_some() {
+                return refuse("type_of_service");
+            }
+            if self.ttl.is_some() {
+                return refuse("ttl");
+            }
+            if self.reuse_port {
+                return refuse("reuse_port");
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the options that concern `kind` to `s` (after [`check`](Self::check)).
     pub(crate) fn apply(&self, s: &RawSocket, kind: Kind, ipv6: bool) -> Result<()> {
+        self.check(kind)?;
         let e = |source| Error::io("set socket option", source);
-        if kind == Kind::TcpStream {
+        if matches!(kind, Kind::TcpStream | Kind::TcpConnect) {
             s.set_nodelay(self.no_delay).map_err(e)?;
             if let Some(k) = self.keep_alive {
                 s.set_keepalive(k).map_err(e)?;
             }
         }
-        if matches!(kind, Kind::TcpListener | Kind::Udp) {
+        if matches!(kind, Kind::TcpListener | Kind::TcpConnect | Kind::Udp) {
             if self.reuse_address {
                 s.set_reuse_address(true).map_err(e)?;
             }

@@ -4,8 +4,8 @@ use std::io::{self, Read};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use socket2::Socket as RawSocket;
@@ -13,32 +13,20 @@ use socket2::Socket as RawSocket;
 use crate::address::SocketAddress;
 use crate::channel::{ByteReadChannel, ByteWriteChannel, Source};
 use crate::error::{Error, Result};
-use crate::selector::io::{Direction, IoSource};
-use crate::SelectorManager;
+use crate::selector::registration::Direction;
+use crate::selector::source::IoSource;
+use crate::selector::Handle;
+use crate::util::duration_ns;
 
 /// State shared by a [`Socket`] and its channels; the descriptor closes when all are gone.
 pub(crate) struct StreamShared {
-    io: IoSource<RawSocket>,
+    pub(super) io: IoSource<RawSocket>,
     local: SocketAddress,
     remote: SocketAddress,
     /// Idle timeout in nanoseconds; 0 means none.
     timeout_ns: AtomicU64,
     read_done: AtomicBool,
     write_done: AtomicBool,
-    closed: AtomicBool,
-    close_waiters: Mutex<Vec<Waker>>,
-}
-
-impl StreamShared {
-    fn mark_closed(&self) {
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            let waiters =
-                std::mem::take(&mut *self.close_waiters.lock().unwrap_or_else(|e| e.into_inner()));
-            for w in waiters {
-                w.wake();
-            }
-        }
-    }
 }
 
 #[allow(dead_code)] // used by TLS only
@@ -108,21 +96,27 @@ impl Source for StreamShared {
         }
     }
 
-    fn manager(&self) -> Option<&SelectorManager> {
-        Some(self.io.manager())
+    fn manager(&self) -> Option<&Handle> {
+        Some(self.io.handle())
     }
 
+    fn is_closed(&self) -> bool {
+        self.io.is_closed()
+    }
+
+    // Both channels done (end of stream read, write half shut down): nothing more can move,
+    // so the socket closes, as in Ktor.
     fn read_finished(&self) {
         self.read_done.store(true, Ordering::Release);
         if self.write_done.load(Ordering::Acquire) {
-            self.mark_closed();
+            self.io.close();
         }
     }
 
     fn write_finished(&self) {
         self.write_done.store(true, Ordering::Release);
         if self.read_done.load(Ordering::Acquire) {
-            self.mark_closed();
+            self.io.close();
         }
     }
 }
@@ -130,8 +124,19 @@ impl Source for StreamShared {
 /// A connected stream socket (TCP, or Unix-domain): Ktor's `Socket`.
 ///
 /// Read and write through channels from [`open_read_channel`](Self::open_read_channel) and
-/// [`open_write_channel`](Self::open_write_channel); open each once. The descriptor closes when
-/// the socket and both channels are dropped, or at [`close`](Self::close).
+/// [`open_write_channel`](Self::open_write_channel); open each once.
+///
+/// # Lifecycle
+/// The socket closes, once, at the first of:
+/// - [`close`](Self::close): at once. Pending reads and writes on its channels fail with
+///   [`Error::Closed`], the socket is released (the peer sees end of stream, or a reset with
+///   `linger(Some(0))`), and both channels report closed;
+/// - both channels finishing: end of stream read (or the read channel dropped) and the write
+///   channel closed (or dropped, after its background flush);
+/// - its [`SelectorManager`](crate::SelectorManager) closing.
+///
+/// The descriptor number stays valid (pointing at a dead socket, every operation failing)
+/// until the `Socket` and both channels are dropped, so `AsFd` borrows are never dangling.
 pub struct Socket {
     shared: Arc<StreamShared>,
     /// The host name (or IP literal) this socket was connected by, for TLS verification.
@@ -151,7 +156,7 @@ impl Socket {
     /// Wraps a connected, non-blocking socket.
     pub(crate) fn from_raw(
         raw: RawSocket,
-        manager: &SelectorManager,
+        manager: &Handle,
         remote: Option<SocketAddress>,
         timeout: Option<Duration>,
         initial: usize,
@@ -175,8 +180,6 @@ impl Socket {
                 timeout_ns: AtomicU64::new(timeout.map_or(0, duration_ns)),
                 read_done: AtomicBool::new(false),
                 write_done: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
-                close_waiters: Mutex::new(Vec::new()),
             }),
             host: None,
         })
@@ -229,41 +232,28 @@ impl Socket {
         }
     }
 
-    /// Closes the socket now: both directions are shut down, pending channel operations end
-    /// (reads with end of stream or [`Error::Closed`]), and the descriptor is released when the
-    /// last handle goes. Bytes still queued in a write channel are not sent; `close` the write
-    /// channel first for that.
+    /// Closes the socket now; see [Lifecycle](Self#lifecycle). Pending channel operations
+    /// fail with [`Error::Closed`] and every later one too. The peer sees end of stream, or a
+    /// connection reset when `linger(Some(0))` was set (an abortive close). Bytes still queued
+    /// in a write channel are not sent: `close` the write channel first for that. Idempotent.
     pub fn close(&self) {
-        let _ = self.shared.io.get_ref().shutdown(Shutdown::Both);
+        let raw = self.raw();
+        let abortive = matches!(raw.linger(), Ok(Some(d)) if d.is_zero());
+        if !abortive && !self.shared.io.is_closed() {
+            // The FIN goes out even while a syscall elsewhere still holds the socket.
+            let _ = raw.shutdown(Shutdown::Both);
+        }
         self.shared.io.close();
-        self.shared.mark_closed();
     }
 
-    /// Whether the socket is closed: [`close`](Self::close) was called, or both channels are done
-    /// (end of stream read, and the write side closed).
+    /// Whether the socket is closed; see [Lifecycle](Self#lifecycle).
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.io.is_closed()
     }
 
-    /// Waits until the socket is closed; see [`is_closed`](Self::is_closed).
+    /// Waits until the socket is closed; see [Lifecycle](Self#lifecycle).
     pub async fn await_closed(&self) {
-        std::future::poll_fn(|cx| {
-            if self.is_closed() {
-                return Poll::Ready(());
-            }
-            let mut w = self
-                .shared
-                .close_waiters
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if self.is_closed() {
-                return Poll::Ready(());
-            }
-            w.retain(|x| !x.will_wake(cx.waker()));
-            w.push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        std::future::poll_fn(|cx| self.shared.io.poll_closed(cx)).await
     }
 
     /// Waits until the socket is writable (used to finish a non-blocking connect).
@@ -278,72 +268,70 @@ impl Socket {
         self.shared.io.get_ref()
     }
 
+    /// Runs an option call on the socket, naming it in the error; [`Error::Closed`] once closed.
+    fn opt<R>(&self, what: &'static str, f: impl FnOnce(&RawSocket) -> io::Result<R>) -> Result<R> {
+        self.shared.io.with(f).map_err(|e| Error::io(what, e))
+    }
+
     /// Sets `TCP_NODELAY`.
     pub fn set_no_delay(&self, on: bool) -> Result<()> {
-        self.raw()
-            .set_nodelay(on)
-            .map_err(|e| Error::io("set no_delay", e))
+        self.opt("set no_delay", |s| s.set_nodelay(on))
     }
 
     /// Reads `TCP_NODELAY`.
     pub fn no_delay(&self) -> Result<bool> {
-        self.raw()
-            .nodelay()
-            .map_err(|e| Error::io("get no_delay", e))
+        self.opt("get no_delay", |s| s.nodelay())
     }
 
     /// Sets `SO_KEEPALIVE`.
     pub fn set_keep_alive(&self, on: bool) -> Result<()> {
-        self.raw()
-            .set_keepalive(on)
-            .map_err(|e| Error::io("set keep_alive", e))
+        self.opt("set keep_alive", |s| s.set_keepalive(on))
     }
 
-    /// Sets `SO_LINGER`.
+    /// Sets `SO_LINGER`. `Some(Duration::ZERO)` makes [`close`](Self::close) abortive.
     pub fn set_linger(&self, linger: Option<Duration>) -> Result<()> {
-        self.raw()
-            .set_linger(linger)
-            .map_err(|e| Error::io("set linger", e))
+        self.opt("set linger", |s| s.set_linger(linger))
     }
 
     /// Sets `SO_SNDBUF`.
     pub fn set_send_buffer_size(&self, bytes: usize) -> Result<()> {
-        self.raw()
-            .set_send_buffer_size(bytes)
-            .map_err(|e| Error::io("set send_buffer_size", e))
+        self.opt("set send_buffer_size", |s| s.set_send_buffer_size(bytes))
     }
 
     /// Sets `SO_RCVBUF`.
     pub fn set_receive_buffer_size(&self, bytes: usize) -> Result<()> {
-        self.raw()
-            .set_recv_buffer_size(bytes)
-            .map_err(|e| Error::io("set receive_buffer_size", e))
+        self.opt("set receive_buffer_size", |s| s.set_recv_buffer_size(bytes))
     }
 
     /// Sets `IP_TOS` (IPv4) or `IPV6_TCLASS` (IPv6).
     pub fn set_type_of_service(&self, tos: u32) -> Result<()> {
-        let r = match self.shared.local {
-            SocketAddress::Inet(std::net::SocketAddr::V6(_)) => self.raw().set_tclass_v6(tos),
-            _ => self.raw().set_tos(tos),
-        };
-        r.map_err(|e| Error::io("set type_of_service", e))
+        let v6 = matches!(
+            self.shared.local,
+            SocketAddress::Inet(std::net::SocketAddr::V6(_))
+        );
+        self.opt("set type_of_service", |s| {
+            if v6 {
+                s.set_tclass_v6(tos)
+            } else {
+                s.set_tos(tos)
+            }
+        })
     }
 
-    /// Sets the idle timeout of channel reads and writes; `None` turns it off.
+    /// Sets how long one channel read or write may wait before it fails with
+    /// [`Error::Timeout`] (Ktor's `socketTimeout`); `None` turns it off. The clock runs only
+    /// while an operation waits: time spent between operations never counts.
     pub fn set_socket_timeout(&self, timeout: Option<Duration>) {
         self.shared
             .timeout_ns
             .store(timeout.map_or(0, duration_ns), Ordering::Relaxed);
     }
 
-    /// The idle timeout of channel reads and writes.
+    /// How long one channel read or write may wait; see
+    /// [`set_socket_timeout`](Self::set_socket_timeout).
     pub fn socket_timeout(&self) -> Option<Duration> {
         self.shared.timeout()
     }
-}
-
-fn duration_ns(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
 }
 
 impl AsRawFd for Socket {

@@ -10,7 +10,9 @@ use socket2::{Domain, Protocol, SockAddr, Socket as RawSocket, Type};
 use super::{from_sockaddr, option_setters, to_sockaddr, Kind, Socket, SocketOptions};
 use crate::address::{resolve, SocketAddress, ToSocketAddress};
 use crate::error::{Error, Result};
-use crate::selector::io::{ready, Direction, IoSource};
+use crate::selector::registration::{ready, Direction};
+use crate::selector::source::IoSource;
+use crate::selector::Handle;
 use crate::SelectorManager;
 
 /// Builds TCP servers and clients: `a_socket(&selector).tcp()`.
@@ -65,6 +67,9 @@ impl TcpSocketBuilder {
     /// A host name is resolved off the event loops and the first address is used. Fails with
     /// [`Error::AddressInUse`] when another socket holds the address.
     pub async fn bind(self, address: impl ToSocketAddress) -> Result<ServerSocket> {
+        if self.manager.is_closed() {
+            return Err(Error::Closed("selector manager"));
+        }
         let target = address.to_target()?;
         let addr = resolve(target)
             .await?
@@ -95,9 +100,9 @@ impl TcpSocketBuilder {
             .map(|a| from_sockaddr(&a))
             .map_err(|e| Error::io("local address", e))?;
         Ok(ServerSocket {
-            io: IoSource::new(raw, &self.manager, ready::READABLE),
+            io: IoSource::new(raw, self.manager.handle(), ready::READABLE),
             local,
-            manager: self.manager,
+            manager: self.manager.handle().clone(),
             options: self.options,
             unix_file,
             backoff: BackoffState::default(),
@@ -107,6 +112,9 @@ impl TcpSocketBuilder {
     /// Connects to `address`. Host names are resolved off the event loops and every resolved
     /// address is tried in turn; the last failure is returned if none answers.
     pub async fn connect(self, address: impl ToSocketAddress) -> Result<Socket> {
+        if self.manager.is_closed() {
+            return Err(Error::Closed("selector manager"));
+        }
         let target = address.to_target()?;
         // Remembered for TLS: the name to verify the server's certificate against.
         let host: Option<std::sync::Arc<str>> = match &target {
@@ -142,7 +150,7 @@ impl TcpSocketBuilder {
         let (domain, kind, protocol) = match addr {
             SocketAddress::Inet(a) => (
                 Domain::for_address(*a),
-                Kind::TcpStream,
+                Kind::TcpConnect,
                 Some(Protocol::TCP),
             ),
             SocketAddress::Unix(_) => (Domain::UNIX, Kind::Unix, None),
@@ -159,7 +167,7 @@ impl TcpSocketBuilder {
         };
         let socket = Socket::from_raw(
             raw,
-            &self.manager,
+            self.manager.handle(),
             Some(addr.clone()),
             self.options.socket_timeout,
             if in_progress { 0 } else { ready::ALL },
@@ -178,12 +186,12 @@ impl TcpSocketBuilder {
 impl Socket {
     /// Waits for a non-blocking connect to finish, and reports how it ended.
     async fn await_connected(&self) -> io::Result<()> {
-        let raw = socket2::SockRef::from(self);
         poll_fn(|cx| self.poll_writable(cx)).await?;
-        if let Some(e) = raw.take_error()? {
+        let io = &self.shared().io;
+        if let Some(e) = io.with(|s| s.take_error())? {
             return Err(e);
         }
-        raw.peer_addr().map(|_| ())
+        io.with(|s| s.peer_addr()).map(|_| ())
     }
 }
 
@@ -216,10 +224,17 @@ fn connect_error(addr: &SocketAddress, e: io::Error) -> Error {
 }
 
 /// A listening socket: Ktor's `ServerSocket`.
+///
+/// # Lifecycle
+/// [`close`](Self::close) takes effect at once: a pending [`accept`](Self::accept) fails with
+/// [`Error::Closed`], the listening socket is released (its port can be bound again right
+/// away, even with `reuse_address(false)` and while this value is alive), and a Unix socket
+/// file the bind created is removed. Closing the [`SelectorManager`] does the same. Dropping
+/// the value closes it too.
 pub struct ServerSocket {
     io: IoSource<RawSocket>,
     local: SocketAddress,
-    manager: SelectorManager,
+    manager: Handle,
     options: SocketOptions,
     /// A Unix socket file this listener created: removed on close or drop.
     unix_file: Option<super::unix::PathGuard>,
@@ -274,7 +289,7 @@ impl ServerSocket {
                     self.backoff.started(&e);
                     // On the listener's own loops: when `accept` is polled outside any loop,
                     // a plain sleep would start the background loop, which needs descriptors.
-                    crate::selector::timer::Sleep::until_on(
+                    crate::time::Sleep::until_on(
                         std::time::Instant::now() + backoff,
                         &self.manager,
                     )
@@ -300,7 +315,8 @@ impl ServerSocket {
         let mut o = self.options.clone();
         o.send_buffer_size = None;
         o.receive_buffer_size = None;
-        o.apply(&raw, kind, false)?;
+        let ipv6 = matches!(self.local, SocketAddress::Inet(std::net::SocketAddr::V6(_)));
+        o.apply(&raw, kind, ipv6)?;
         Socket::from_raw(
             raw,
             &self.manager,
@@ -310,20 +326,22 @@ impl ServerSocket {
         )
     }
 
-    /// Stops listening: a pending [`accept`](Self::accept) fails with [`Error::Closed`]. A Unix
-    /// socket file the bind created is removed (also when the server is dropped).
+    /// Stops listening now; see [Lifecycle](Self#lifecycle). Idempotent.
     pub fn close(&self) {
         if let Some(f) = &self.unix_file {
             f.remove();
         }
         self.io.close();
-        // Refuse new connections at once rather than let them queue in the backlog.
-        let _ = self.io.get_ref().shutdown(std::net::Shutdown::Both);
     }
 
-    /// Whether [`close`](Self::close) was called.
+    /// Whether the listener is closed ([`close`](Self::close), or its manager closed).
     pub fn is_closed(&self) -> bool {
         self.io.is_closed()
+    }
+
+    /// Waits until the listener is closed (Ktor's `awaitClosed`).
+    pub async fn await_closed(&self) {
+        poll_fn(|cx| self.io.poll_closed(cx)).await
     }
 
     /// Calls `handler` once when [`accept`](Self::accept) starts backing off because the process
@@ -352,8 +370,8 @@ impl ServerSocket {
     }
 
     /// The manager whose loops run this listener (TLS accept tasks run there).
-    #[allow(dead_code)] // used by TLS only
-    pub(crate) fn manager(&self) -> &SelectorManager {
+    #[cfg(feature = "tls")]
+    pub(crate) fn manager(&self) -> &Handle {
         &self.manager
     }
 }

@@ -22,13 +22,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket as RawSocket, Type};
 
-use super::sys::{self, Outgoing, Received, SLOT};
 use super::unix::{self as unix_path, PathGuard};
 use super::{from_sockaddr, option_setters, to_sockaddr, Kind, SocketOptions};
 use crate::address::{resolve, SocketAddress, ToSocketAddress};
-use crate::channel::IdleTimer;
 use crate::error::{Error, Result};
-use crate::selector::io::{ready, Direction, IoSource};
+use crate::selector::registration::{ready, Direction};
+use crate::selector::source::IoSource;
+use crate::sys::{self, Outgoing, Received, SLOT};
+use crate::time::WaitTimer;
 use crate::SelectorManager;
 
 /// Datagrams handed out in a row by one socket before its task yields to others on the loop.
@@ -306,7 +307,7 @@ impl UdpSocketBuilder {
             .map(|a| from_sockaddr(&a))
             .map_err(|e| Error::io("local address", e))?;
         Ok(Shared {
-            io: IoSource::new(raw, &self.manager, ready::ALL),
+            io: IoSource::new(raw, self.manager.handle(), ready::ALL),
             local,
             remote,
             broadcast: AtomicBool::new(self.options.broadcast),
@@ -685,7 +686,7 @@ impl Shared {
         drop(tx);
         let shared = self.clone();
         // Detached: it ends when the socket closes or every handle is gone and the queue is empty.
-        drop(self.io.manager().launch(flush_loop(shared)));
+        drop(self.io.handle().launch(flush_loop(shared)));
     }
 
     fn poll_enqueue(&self, cx: &mut Context<'_>, item: &mut Option<Outgoing>) -> Poll<Result<()>> {
@@ -942,7 +943,7 @@ impl DatagramSender {
 /// [`Error::Timeout`] item and the stream goes on.
 pub struct Incoming {
     shared: Arc<Shared>,
-    idle: IdleTimer,
+    idle: WaitTimer,
 }
 
 impl std::fmt::Debug for Incoming {
@@ -962,13 +963,13 @@ impl futures_core::Stream for Incoming {
         match this.shared.poll_receive(cx) {
             Poll::Ready(Err(Error::Closed(_))) => Poll::Ready(None),
             Poll::Ready(r) => {
-                this.idle.progress(timeout);
+                this.idle.restart();
                 Poll::Ready(Some(r))
             }
             Poll::Pending => {
                 match this
                     .idle
-                    .poll_expired(cx, timeout, Some(this.shared.io.manager()))
+                    .poll_expired(cx, timeout, Some(this.shared.io.handle()))
                 {
                     Poll::Ready(()) => Poll::Ready(Some(Err(Error::Timeout))),
                     Poll::Pending => Poll::Pending,
@@ -1016,7 +1017,7 @@ macro_rules! datagram_common {
         pub fn incoming(&self) -> Incoming {
             Incoming {
                 shared: Arc::clone(&self.shared),
-                idle: IdleTimer::default(),
+                idle: WaitTimer::default(),
             }
         }
 

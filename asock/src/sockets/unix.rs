@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::{Domain, Socket as RawSocket, Type};
 
-use super::{sys, Socket};
+use super::Socket;
 use crate::address::SocketAddress;
 use crate::error::{Error, Result};
+use crate::sys;
 
 /// The file-system path behind a Unix address, or `None` for a Linux abstract name (`@name`)
 /// or an IP address.

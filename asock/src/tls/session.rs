@@ -20,8 +20,8 @@ use rustls::pki_types::CertificateDer;
 use super::{map_rustls_error, tls_io_error, TlsVersion};
 use crate::channel::Source;
 use crate::error::{Error, Result, TlsReason};
+use crate::selector::Handle;
 use crate::sockets::StreamShared;
-use crate::SelectorManager;
 
 /// Socket I/O for rustls: the stream's non-blocking read, `Pending` as `WouldBlock`.
 struct TcpReader<'a, 'b> {
@@ -322,7 +322,7 @@ impl Source for TlsSession {
         self.tcp.timeout()
     }
 
-    fn manager(&self) -> Option<&SelectorManager> {
+    fn manager(&self) -> Option<&Handle> {
         self.tcp.manager()
     }
 

@@ -1,7 +1,7 @@
-//! The platform seam: Linux fast paths (`recvmmsg`/`sendmmsg`, `SO_PEERCRED`, Unix autobind)
-//! with a portable fallback, the way mio keeps its platform code apart.
+//! The platform seam: Linux fast paths (`recvmmsg`/`sendmmsg`, `SO_PEERCRED`, Unix autobind,
+//! `dup3`) with a portable fallback, the way mio keeps its platform code apart.
 //!
-//! Every `unsafe` block in asock's socket code lives here, each with its own `SAFETY:` note.
+//! Every `unsafe` block in asock lives here, each with its own `SAFETY:` note.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -306,5 +306,69 @@ mod linux {
             return Err(io::Error::last_os_error());
         }
         Ok(r as usize)
+    }
+}
+
+/// The process-wide "dead" socket that closed descriptors are pointed at: an unconnected Unix
+/// stream socket, on which every operation fails. Made once, before descriptors can run out.
+fn dead_socket() -> Option<std::os::fd::RawFd> {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    static DEAD: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    DEAD.get_or_init(|| {
+        RawSocket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)
+            .ok()
+            .map(OwnedFd::from)
+    })
+    .as_ref()
+    .map(|fd| fd.as_raw_fd())
+}
+
+/// Makes sure [`close_in_place`] can work later, when descriptors may have run out.
+pub(crate) fn prepare_close_in_place() {
+    let _ = dead_socket();
+}
+
+/// Releases the socket behind `fd` now while `fd` itself stays open: `fd` is atomically made a
+/// duplicate of the dead socket, so the original socket is closed (its port freed, the peer
+/// told) the moment no system call on it is in flight, while every owner of `fd` (an `OwnedFd`,
+/// an `AsFd` borrower) keeps a valid descriptor, whose operations now fail, until it drops it.
+/// This is how `close(&self)` can close a shared socket without a lock on the I/O path.
+///
+/// The caller must own `fd` and guarantee it is still open (not yet closed by its owner).
+/// Falls back to `shutdown(SHUT_RDWR)` if the dead socket could not be made.
+pub(crate) fn close_in_place(fd: std::os::fd::RawFd) -> io::Result<()> {
+    let Some(dead) = dead_socket() else {
+        // SAFETY: `fd` is open (the caller's contract); shutdown only changes socket state.
+        let r = unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        return if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        };
+    };
+    loop {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: `dead` is a descriptor this module owns for the life of the process; `fd` is
+        // open and owned by the caller, so replacing what it refers to cannot touch a
+        // descriptor someone else owns. dup3 is atomic: there is no moment where `fd` is free
+        // for another thread's `open` to take.
+        let r = unsafe { libc::dup3(dead, fd, libc::O_CLOEXEC) };
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        // SAFETY: as for dup3 above; dup2 is atomic too. The close-on-exec flag is set right
+        // after (a fork in between could leak the dead socket to a child, which is harmless).
+        let r = unsafe {
+            let r = libc::dup2(dead, fd);
+            if r >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+            r
+        };
+        if r >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }

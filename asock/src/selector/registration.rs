@@ -1,0 +1,407 @@
+//! The registration leaf: readiness of one descriptor and the tasks waiting on it.
+//!
+//! [`ScheduledIo`] is what every socket type waits through (tokio's `ScheduledIo`, async-io's
+//! `Source`). It holds:
+//! - **readiness per direction** in one atomic, with a *tick* bumped by every event, so that an
+//!   operation that hit `WouldBlock` clears only the readiness it saw, never an event that
+//!   arrived meanwhile;
+//! - **a list of waiters per direction**: any number of tasks may wait on one socket (several
+//!   `accept()` or `receive()` callers, `incoming()` and `outgoing()` at once). A readiness edge
+//!   wakes every waiter of its direction; each retries its operation and the ones that find
+//!   `WouldBlock` wait again;
+//! - the **close** hook: [`close`](ScheduledIo::close) makes every pending and later wait end
+//!   with `Error::Closed` and wakes every waiter of both directions.
+//!
+//! It knows nothing of loops, sockets or timers; `source.rs` ties it to a loop.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// Readiness bits, kept in the low bits of [`ScheduledIo`]'s state word.
+pub(crate) mod ready {
+    /// Reading may make progress.
+    pub const READABLE: usize = 1;
+    /// Writing may make progress.
+    pub const WRITABLE: usize = 2;
+    /// The peer shut its write half: reads return end of stream from now on (sticky).
+    pub const READ_CLOSED: usize = 4;
+    /// Closed locally: every wait ends with [`Error::Closed`](crate::Error::Closed) (sticky).
+    pub const CLOSED: usize = 8;
+    /// Both directions, for sources that start out optimistic.
+    pub const ALL: usize = READABLE | WRITABLE;
+}
+use ready::*;
+
+const BITS_MASK: usize = 0xffff;
+const TICK_SHIFT: usize = 16;
+
+/// A direction of I/O.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Reading, receiving, accepting.
+    Read,
+    /// Writing, sending, connecting.
+    Write,
+}
+
+impl Direction {
+    /// The bits that end a wait in this direction.
+    fn mask(self) -> usize {
+        match self {
+            Direction::Read => READABLE | READ_CLOSED | CLOSED,
+            Direction::Write => WRITABLE | CLOSED,
+        }
+    }
+
+    /// The bits an operation that would block may clear.
+    fn clearable(self) -> usize {
+        match self {
+            Direction::Read => READABLE,
+            Direction::Write => WRITABLE,
+        }
+    }
+}
+
+/// Readiness that was observed, with the event generation ("tick") it was observed at.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadyEvent {
+    tick: usize,
+    bits: usize,
+    dir: Direction,
+}
+
+impl ReadyEvent {
+    /// The source was closed locally.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.bits & CLOSED != 0
+    }
+}
+
+/// The tasks waiting on one descriptor, per direction.
+#[derive(Default)]
+struct Waiters {
+    read: Vec<Waker>,
+    write: Vec<Waker>,
+    /// Tasks waiting for the close itself (`await_closed`).
+    closed: Vec<Waker>,
+}
+
+impl Waiters {
+    fn list(&mut self, dir: Direction) -> &mut Vec<Waker> {
+        match dir {
+            Direction::Read => &mut self.read,
+            Direction::Write => &mut self.write,
+        }
+    }
+}
+
+/// Readiness state and waiters of one descriptor; the event loop updates it.
+pub(crate) struct ScheduledIo {
+    /// Low 16 bits: readiness; the rest: a tick bumped by every event.
+    readiness: AtomicUsize,
+    waiters: Mutex<Waiters>,
+}
+
+impl ScheduledIo {
+    /// State for a new descriptor; `initial` is the readiness assumed before the first event.
+    pub(crate) fn new(initial: usize) -> Self {
+        ScheduledIo {
+            readiness: AtomicUsize::new(initial & BITS_MASK),
+            waiters: Mutex::new(Waiters::default()),
+        }
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        // The lists stay consistent whatever panicked while they were held.
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an event from the poller and moves the wakers to wake into `wake`.
+    pub(crate) fn set_readiness(&self, event: &mio::event::Event, wake: &mut Vec<Waker>) {
+        let mut bits = 0;
+        if event.is_readable() || event.is_error() {
+            bits |= READABLE;
+        }
+        if event.is_read_closed() {
+            bits |= READABLE | READ_CLOSED;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            bits |= WRITABLE;
+        }
+        self.wake(bits, wake);
+    }
+
+    /// Adds `bits` (bumping the tick) and moves the waiters they concern into `wake`.
+    fn wake(&self, bits: usize, wake: &mut Vec<Waker>) {
+        self.add(bits);
+        let mut w = self.waiters();
+        if bits & (READABLE | CLOSED) != 0 {
+            wake.append(&mut w.read);
+        }
+        if bits & (WRITABLE | CLOSED) != 0 {
+            wake.append(&mut w.write);
+        }
+        if bits & CLOSED != 0 {
+            wake.append(&mut w.closed);
+        }
+    }
+
+    fn add(&self, bits: usize) {
+        let _ = self
+            .readiness
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                let tick = (cur >> TICK_SHIFT).wrapping_add(1);
+                Some((tick << TICK_SHIFT) | (cur & BITS_MASK) | bits)
+            });
+    }
+
+    /// Ready when `dir` may make progress; otherwise the task joins the waiters of `dir`.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
+        let event = |cur: usize| ReadyEvent {
+            tick: cur >> TICK_SHIFT,
+            bits: cur & BITS_MASK,
+            dir,
+        };
+        let cur = self.readiness.load(Ordering::Acquire);
+        if cur & dir.mask() != 0 {
+            return Poll::Ready(event(cur));
+        }
+        let mut w = self.waiters();
+        // Checked under the lock: an event that lands after this load takes the lock after us
+        // and finds our waker; one that landed before is seen here.
+        let cur = self.readiness.load(Ordering::Acquire);
+        if cur & dir.mask() != 0 {
+            return Poll::Ready(event(cur));
+        }
+        let list = w.list(dir);
+        if !list.iter().any(|x| x.will_wake(cx.waker())) {
+            list.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Clears the readiness `event` reported, unless a newer event arrived since.
+    pub(crate) fn clear(&self, event: ReadyEvent) {
+        let _ = self
+            .readiness
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                if cur >> TICK_SHIFT != event.tick {
+                    return None;
+                }
+                Some(cur & !(event.dir.clearable() & event.bits))
+            });
+    }
+
+    /// Marks the descriptor closed and wakes every waiter: their waits end with
+    /// `Error::Closed`, and so does every later one.
+    pub(crate) fn close(&self) {
+        let mut wake = Vec::new();
+        self.wake(CLOSED, &mut wake);
+        for w in wake {
+            w.wake();
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.readiness.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Ready once [`close`](Self::close) was called; until then the task waits for it.
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_closed() {
+            return Poll::Ready(());
+        }
+        let mut w = self.waiters();
+        if self.is_closed() {
+            return Poll::Ready(());
+        }
+        if !w.closed.iter().any(|x| x.will_wake(cx.waker())) {
+            w.closed.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// How many tasks wait in `dir` (tests).
+    #[cfg(test)]
+    fn waiting(&self, dir: Direction) -> usize {
+        self.waiters().list(dir).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    fn woken(c: &Count) -> usize {
+        c.0.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn readiness_set_between_load_and_clear_is_never_lost() {
+        let io = ScheduledIo::new(READABLE);
+        let (_, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        let Poll::Ready(seen) = io.poll_ready(&mut cx, Direction::Read) else {
+            panic!("initially readable");
+        };
+        // An event arrives after the operation observed readiness but before it cleared it
+        // (its syscall returned WouldBlock just before the kernel queued new bytes).
+        let mut wake = Vec::new();
+        io.wake(READABLE, &mut wake);
+        io.clear(seen);
+        assert!(
+            io.poll_ready(&mut cx, Direction::Read).is_ready(),
+            "the newer event survives the stale clear"
+        );
+        // Without an event in between, the clear takes effect.
+        let Poll::Ready(seen) = io.poll_ready(&mut cx, Direction::Read) else {
+            unreachable!()
+        };
+        io.clear(seen);
+        assert!(io.poll_ready(&mut cx, Direction::Read).is_pending());
+    }
+
+    #[test]
+    fn clearing_one_direction_keeps_the_other() {
+        let io = ScheduledIo::new(ALL);
+        let (_, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        let Poll::Ready(seen) = io.poll_ready(&mut cx, Direction::Read) else {
+            unreachable!()
+        };
+        io.clear(seen);
+        assert!(io.poll_ready(&mut cx, Direction::Read).is_pending());
+        assert!(io.poll_ready(&mut cx, Direction::Write).is_ready());
+    }
+
+    #[test]
+    fn read_closed_is_sticky_and_not_clearable() {
+        let io = ScheduledIo::new(0);
+        let (_, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        io.wake(READABLE | READ_CLOSED, &mut Vec::new());
+        let Poll::Ready(seen) = io.poll_ready(&mut cx, Direction::Read) else {
+            unreachable!()
+        };
+        io.clear(seen);
+        assert!(io.poll_ready(&mut cx, Direction::Read).is_ready());
+    }
+
+    #[test]
+    fn every_waiter_of_a_direction_is_woken_by_its_edge() {
+        let io = ScheduledIo::new(0);
+        let readers: Vec<_> = (0..5).map(|_| counter()).collect();
+        let (writer, wwaker) = counter();
+        for (_, w) in &readers {
+            assert!(io
+                .poll_ready(&mut Context::from_waker(w), Direction::Read)
+                .is_pending());
+        }
+        assert!(io
+            .poll_ready(&mut Context::from_waker(&wwaker), Direction::Write)
+            .is_pending());
+        assert_eq!(io.waiting(Direction::Read), 5);
+        let mut wake = Vec::new();
+        io.wake(READABLE, &mut wake);
+        assert_eq!(wake.len(), 5, "one readable edge wakes all five readers");
+        wake.into_iter().for_each(Waker::wake);
+        for (c, _) in &readers {
+            assert_eq!(woken(c), 1);
+        }
+        assert_eq!(woken(&writer), 0, "the writer waits for a writable edge");
+        assert_eq!(io.waiting(Direction::Read), 0);
+        assert_eq!(io.waiting(Direction::Write), 1);
+    }
+
+    #[test]
+    fn a_task_polling_twice_waits_once() {
+        let io = ScheduledIo::new(0);
+        let (c, w) = counter();
+        for _ in 0..3 {
+            assert!(io
+                .poll_ready(&mut Context::from_waker(&w), Direction::Read)
+                .is_pending());
+        }
+        assert_eq!(io.waiting(Direction::Read), 1);
+        let mut wake = Vec::new();
+        io.wake(READABLE, &mut wake);
+        wake.into_iter().for_each(Waker::wake);
+        assert_eq!(woken(&c), 1);
+    }
+
+    #[test]
+    fn close_wakes_every_waiter_of_both_directions_and_sticks() {
+        let io = ScheduledIo::new(0);
+        let all: Vec<_> = (0..8).map(|_| counter()).collect();
+        for (i, (_, w)) in all.iter().enumerate() {
+            let dir = if i % 2 == 0 {
+                Direction::Read
+            } else {
+                Direction::Write
+            };
+            assert!(io.poll_ready(&mut Context::from_waker(w), dir).is_pending());
+        }
+        let (closer, cw) = counter();
+        assert!(io.poll_closed(&mut Context::from_waker(&cw)).is_pending());
+        io.close();
+        for (c, _) in &all {
+            assert_eq!(woken(c), 1, "close wakes every waiter");
+        }
+        assert_eq!(woken(&closer), 1, "and whoever awaits the close");
+        assert!(io.poll_closed(&mut Context::from_waker(&cw)).is_ready());
+        assert!(io.is_closed());
+        let (_, w) = counter();
+        for dir in [Direction::Read, Direction::Write] {
+            match io.poll_ready(&mut Context::from_waker(&w), dir) {
+                Poll::Ready(ev) => {
+                    assert!(ev.is_closed());
+                    io.clear(ev);
+                }
+                Poll::Pending => panic!("a closed source is always ready (with an error)"),
+            }
+        }
+        assert!(io.is_closed(), "clearing never clears CLOSED");
+    }
+
+    #[test]
+    fn concurrent_events_and_clears_never_lose_an_edge() {
+        // A writer thread keeps raising READABLE; the reader clears what it saw. After the
+        // writer's last event the reader must still see readiness.
+        let io = Arc::new(ScheduledIo::new(0));
+        let raiser = {
+            let io = io.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    io.wake(READABLE, &mut Vec::new());
+                }
+            })
+        };
+        let (_, w) = counter();
+        let mut cx = Context::from_waker(&w);
+        for _ in 0..20_000 {
+            if let Poll::Ready(ev) = io.poll_ready(&mut cx, Direction::Read) {
+                io.clear(ev);
+            }
+        }
+        raiser.join().unwrap();
+        io.wake(READABLE, &mut Vec::new());
+        assert!(io.poll_ready(&mut cx, Direction::Read).is_ready());
+    }
+}
