@@ -601,6 +601,7 @@ impl ByteReadChannel {
                     end,
                 };
                 // Consume without resetting offsets: the caller borrows `buf[start..end]`.
+                self.consumed += (at + delim.len() - self.start) as u64;
                 self.start = at + delim.len();
                 self.scanned = 0;
                 return Poll::Ready(Ok(Some(found)));
@@ -626,6 +627,7 @@ impl ByteReadChannel {
                     start: self.start,
                     end: self.end,
                 };
+                self.consumed += (self.end - self.start) as u64;
                 self.start = self.end;
                 self.scanned = 0;
                 return Poll::Ready(Ok(Some(found)));

@@ -194,7 +194,13 @@ impl<S: AsRawFd> IoSource<S> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             };
-            match op(&self.inner) {
+            let r = op(&self.inner);
+            if self.is_closed() {
+                // Closed while the syscall ran (it may have hit the dead socket, or seen the
+                // end of stream the close itself caused): a closed source only says so.
+                return Poll::Ready(Err(closed_error()));
+            }
+            match r {
                 Ok(r) => {
                     if drained(&r) {
                         self.clear_readiness(event);
@@ -204,8 +210,6 @@ impl<S: AsRawFd> IoSource<S> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_readiness(event),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Closed while the syscall ran: it hit the dead socket.
-                Err(_) if self.is_closed() => return Poll::Ready(Err(closed_error())),
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -214,8 +218,17 @@ impl<S: AsRawFd> IoSource<S> {
     /// Closes the source now: every pending and later wait ends with `Error::Closed`, the
     /// registration is removed, and the socket is released (see the module docs). Idempotent.
     pub(crate) fn close(&self) {
+        self.close_with(|_| {});
+    }
+
+    /// [`close`](Self::close), running `last` on the socket after every waiter was told and
+    /// before the socket is released (a graceful `shutdown`, say). `last` runs at most once.
+    pub(crate) fn close_with(&self, last: impl FnOnce(&S)) {
         self.shared.io.close();
         let mut state = lock(&self.shared.state);
+        if !state.released && !state.dropped {
+            last(&self.inner);
+        }
         self.deregister(&mut state);
         self.shared.release(&mut state);
     }

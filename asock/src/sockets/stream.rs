@@ -237,13 +237,13 @@ impl Socket {
     /// connection reset when `linger(Some(0))` was set (an abortive close). Bytes still queued
     /// in a write channel are not sent: `close` the write channel first for that. Idempotent.
     pub fn close(&self) {
-        let raw = self.raw();
-        let abortive = matches!(raw.linger(), Ok(Some(d)) if d.is_zero());
-        if !abortive && !self.shared.io.is_closed() {
-            // The FIN goes out even while a syscall elsewhere still holds the socket.
-            let _ = raw.shutdown(Shutdown::Both);
-        }
-        self.shared.io.close();
+        self.shared.io.close_with(|raw| {
+            let abortive = matches!(raw.linger(), Ok(Some(d)) if d.is_zero());
+            if !abortive {
+                // The FIN goes out even while a syscall elsewhere still holds the socket.
+                let _ = raw.shutdown(Shutdown::Both);
+            }
+        });
     }
 
     /// Whether the socket is closed; see [Lifecycle](Self#lifecycle).
@@ -262,10 +262,6 @@ impl Socket {
             .io
             .poll_ready(cx, Direction::Write)
             .map(|r| r.map(|_| ()))
-    }
-
-    fn raw(&self) -> &RawSocket {
-        self.shared.io.get_ref()
     }
 
     /// Runs an option call on the socket, naming it in the error; [`Error::Closed`] once closed.

@@ -244,6 +244,9 @@ impl UdpSocketBuilder {
     }
 
     fn new_socket(&self, addr: &SocketAddress) -> Result<RawSocket> {
+        if self.manager.is_closed() {
+            return Err(Error::Closed("selector manager"));
+        }
         let (domain, kind, protocol) = match addr {
             SocketAddress::Inet(a) => (Domain::for_address(*a), Kind::Udp, Some(Protocol::UDP)),
             SocketAddress::Unix(_) => (Domain::UNIX, Kind::Unix, None),

@@ -59,6 +59,14 @@
 //! [`TlsReason`] (unknown issuer, name mismatch, expired, client certificate required,
 //! handshake timeout, ...). A peer that closes the TCP connection without a TLS `close_notify`
 //! is reported as [`TlsReason::Truncated`], never as a silent end of stream.
+//!
+//! # Name matching
+//! The client checks the server's certificate against the name it verifies (`server_name`, else
+//! the host connected to) as RFC 6125 says, through rustls-webpki: a wildcard stands for exactly
+//! one leftmost label (`*.example.com` matches `a.example.com`, not `a.b.example.com` nor
+//! `example.com`), a nested wildcard (`*.*.example.com`) never matches, and neither does a
+//! certificate name with a trailing dot (`example.com.`). Ktor's JVM verifier accepts those last
+//! two; see `docs/from-ktor.md`.
 
 mod client;
 mod server;
