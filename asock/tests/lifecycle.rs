@@ -472,3 +472,64 @@ fn channels_count_bytes_through_methods_and_traits() {
         assert_eq!(input.total_bytes_read(), 21);
     });
 }
+
+#[cfg(feature = "test-certs")]
+#[test]
+fn tls_reads_get_a_full_period_of_waiting_too() {
+    use asock::tls::test_certs::TestCa;
+    use asock::tls::{TlsConfig, TlsServerConfig};
+    let ca = TestCa::new("lifecycle CA").unwrap();
+    let cert = ca.server_cert(&["localhost"]).unwrap();
+    let server_cfg =
+        TlsServerConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
+    let client_cfg = TlsConfig::client()
+        .os_roots(false)
+        .add_root_pem(ca.cert_pem().as_bytes())
+        .unwrap()
+        .server_name("localhost")
+        .unwrap()
+        .build()
+        .unwrap();
+    let sel = selector();
+    sel.run_blocking(async {
+        let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await.unwrap();
+        let port = server.port().unwrap();
+        let client = sel.launch({
+            let sel = sel.clone();
+            async move {
+                let plain = a_socket(&sel)
+                    .tcp()
+                    .connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                let c = plain.tls(&client_cfg).await.unwrap();
+                let (mut input, mut output) = (c.open_read_channel(), c.open_write_channel(true));
+                output.write_str("one\n").await.unwrap();
+                let reply = input.read_utf8_line().await.unwrap();
+                asock::time::sleep(Duration::from_millis(100)).await;
+                output.write_str("two\n").await.unwrap();
+                (reply, c, input, output)
+            }
+        });
+        let plain = server.accept().await.unwrap();
+        plain.set_socket_timeout(Some(Duration::from_millis(400)));
+        let s = plain.tls_server(&server_cfg).await.unwrap();
+        let (mut input, mut output) = (s.open_read_channel(), s.open_write_channel(true));
+        assert_eq!(
+            input.read_utf8_line().await.unwrap().as_deref(),
+            Some("one")
+        );
+        asock::time::sleep(Duration::from_millis(600)).await;
+        output.write_str("done\n").await.unwrap();
+        assert_eq!(
+            input.read_utf8_line().await.unwrap().as_deref(),
+            Some("two")
+        );
+        let (reply, _c, _i, _o) = client.await.unwrap();
+        assert_eq!(reply.as_deref(), Some("done"));
+        let r = input.read_utf8_line().await;
+        assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        s.close();
+        assert!(input.is_closed_for_read() && output.is_closed_for_write());
+    });
+}

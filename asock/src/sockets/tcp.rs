@@ -2,7 +2,7 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket as RawSocket, Type};
@@ -465,5 +465,13 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
 impl AsRawFd for ServerSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.io.get_ref().as_raw_fd()
+    }
+}
+
+impl AsFd for ServerSocket {
+    /// The listener's descriptor. After [`close`](ServerSocket::close) it stays valid but names
+    /// a dead socket, on which every operation fails.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
     }
 }

@@ -322,6 +322,10 @@ impl Source for TlsSession {
         self.tcp.timeout()
     }
 
+    fn is_closed(&self) -> bool {
+        self.tcp.is_closed()
+    }
+
     fn manager(&self) -> Option<&Handle> {
         self.tcp.manager()
     }

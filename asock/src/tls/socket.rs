@@ -122,14 +122,15 @@ impl TlsSocket {
         self.info.resumed
     }
 
-    /// Sets the idle timeout of channel reads and writes; `None` turns it off.
+    /// Sets how long one channel read or write may wait; see [`Socket::set_socket_timeout`].
     pub fn set_socket_timeout(&self, timeout: Option<Duration>) {
         self.socket.set_socket_timeout(timeout);
     }
 
-    /// Sends `close_notify` (if the socket takes it without waiting) and closes the socket.
-    /// Bytes still queued in a write channel are not sent: `close` the write channel first for
-    /// an orderly end.
+    /// Sends `close_notify` (if the socket takes it without waiting) and closes the socket at
+    /// once, as [`Socket::close`] does: pending channel operations fail with
+    /// [`Error::Closed`](crate::Error::Closed). Bytes still queued in a write channel are not
+    /// sent: `close` the write channel first for an orderly end.
     pub fn close(&self) {
         self.session.close_now();
         self.socket.close();
