@@ -10,7 +10,8 @@ build() {
 }
 
 # The command line of a named server. Raw echo: asock, tokio-ct, tokio-mt, mio (the floor).
-# Line echo: asock-lines, tokio-lines-ct, tokio-lines-mt.
+# Line echo: asock-lines, tokio-lines-ct, tokio-lines-mt. With BASE_BIN: asock-base and
+# asock-lines-base, the same servers built from another commit.
 server_cmd() {
     case $1 in
         asock) echo "$BIN/asock echo-server --raw --threads 1 ${ASOCK_FLAGS:-}" ;;
@@ -20,6 +21,10 @@ server_cmd() {
         tokio-lines-ct) echo "$BIN/tokio-lines" ;;
         tokio-lines-mt) echo "$BIN/tokio-lines --multi-thread" ;;
         mio) echo "$BIN/mio-echo" ;;
+        # The same echo servers from another build (BASE_BIN=/path/to/other/target/release), to
+        # measure a change against the commit before it in one alternating run.
+        asock-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --raw --threads 1 ${ASOCK_FLAGS:-}" ;;
+        asock-lines-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --threads 1 ${ASOCK_FLAGS:-}" ;;
         *) echo "unknown server $1" >&2; return 1 ;;
     esac
 }
