@@ -432,7 +432,7 @@ impl ByteReadChannel {
 
     /// Retires the channel without finishing the read side (TLS takes the socket over):
     /// returns the bytes it had buffered.
-    #[allow(dead_code)] // used by TLS only
+    #[cfg(feature = "tls")]
     pub(crate) fn detach(mut self) -> Vec<u8> {
         self.notified = true;
         let rest = self.buf[self.start..self.end].to_vec();

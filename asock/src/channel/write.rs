@@ -200,7 +200,7 @@ impl ByteWriteChannel {
 
     /// Retires the channel without shutting the write half down (TLS takes the socket over).
     /// Queued bytes are dropped: flush first.
-    #[allow(dead_code)] // used by TLS only
+    #[cfg(feature = "tls")]
     pub(crate) fn detach(mut self) {
         self.closed = true;
     }
@@ -303,7 +303,7 @@ impl Drop for ByteWriteChannel {
 }
 
 /// The poll functions behind the `futures_io` and tokio writer traits.
-#[allow(dead_code)] // unused when neither `futures-io` nor `tokio` is on
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
 impl ByteWriteChannel {
     fn poll_write_io(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self;

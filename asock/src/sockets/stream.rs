@@ -29,7 +29,7 @@ pub(crate) struct StreamShared {
     write_done: AtomicBool,
 }
 
-#[allow(dead_code)] // used by TLS only
+#[cfg(feature = "tls")]
 impl StreamShared {
     /// Writes several buffers with one `sendmsg`, waiting for writability (TLS records).
     pub(crate) fn poll_write_vectored(
@@ -138,7 +138,7 @@ impl Source for StreamShared {
 /// The descriptor number stays valid (pointing at a dead socket, every operation failing)
 /// until the `Socket` and both channels are dropped, so `AsFd` borrows are never dangling.
 pub struct Socket {
-    shared: Arc<StreamShared>,
+    pub(super) shared: Arc<StreamShared>,
     /// The host name (or IP literal) this socket was connected by, for TLS verification.
     host: Option<Arc<str>>,
 }
@@ -191,13 +191,13 @@ impl Socket {
     }
 
     /// The host name (or IP literal) the socket was connected by, if it was made by `connect`.
-    #[allow(dead_code)] // used by TLS only
+    #[cfg(feature = "tls")]
     pub(crate) fn host(&self) -> Option<&str> {
         self.host.as_deref()
     }
 
     /// The state shared with the channels (TLS sessions wrap it).
-    #[allow(dead_code)] // used by TLS only
+    #[cfg(feature = "tls")]
     pub(crate) fn shared(&self) -> &Arc<StreamShared> {
         &self.shared
     }

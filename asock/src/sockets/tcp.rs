@@ -187,7 +187,7 @@ impl Socket {
     /// Waits for a non-blocking connect to finish, and reports how it ended.
     async fn await_connected(&self) -> io::Result<()> {
         poll_fn(|cx| self.poll_writable(cx)).await?;
-        let io = &self.shared().io;
+        let io = &self.shared.io;
         if let Some(e) = io.with(|s| s.take_error())? {
             return Err(e);
         }
