@@ -33,6 +33,14 @@ pub(crate) mod ready {
 }
 use ready::*;
 
+/// Some task waits to read (set and cleared under the waiter lock): lets an event skip the lock
+/// when nobody waits in its direction.
+const READ_WAITERS: usize = 16;
+/// Some task waits to write.
+const WRITE_WAITERS: usize = 32;
+/// Some task waits for the close.
+const CLOSE_WAITERS: usize = 64;
+
 const BITS_MASK: usize = 0xffff;
 const TICK_SHIFT: usize = 16;
 
@@ -61,6 +69,14 @@ impl Direction {
             Direction::Write => WRITABLE,
         }
     }
+
+    /// The flag that says someone waits in this direction.
+    fn waiters_flag(self) -> usize {
+        match self {
+            Direction::Read => READ_WAITERS,
+            Direction::Write => WRITE_WAITERS,
+        }
+    }
 }
 
 /// Readiness that was observed, with the event generation ("tick") it was observed at.
@@ -72,6 +88,14 @@ pub(crate) struct ReadyEvent {
 }
 
 impl ReadyEvent {
+    fn at(state: usize, dir: Direction) -> ReadyEvent {
+        ReadyEvent {
+            tick: state >> TICK_SHIFT,
+            bits: state & BITS_MASK,
+            dir,
+        }
+    }
+
     /// The source was closed locally.
     pub(crate) fn is_closed(&self) -> bool {
         self.bits & CLOSED != 0
@@ -134,49 +158,80 @@ impl ScheduledIo {
 
     /// Adds `bits` (bumping the tick) and moves the waiters they concern into `wake`.
     fn wake(&self, bits: usize, wake: &mut Vec<Waker>) {
-        self.add(bits);
-        let mut w = self.waiters();
+        let state = self.add(bits);
+        let mut concerned = 0;
         if bits & (READABLE | CLOSED) != 0 {
-            wake.append(&mut w.read);
+            concerned |= READ_WAITERS;
         }
         if bits & (WRITABLE | CLOSED) != 0 {
-            wake.append(&mut w.write);
+            concerned |= WRITE_WAITERS;
         }
         if bits & CLOSED != 0 {
-            wake.append(&mut w.closed);
+            concerned |= CLOSE_WAITERS;
         }
+        // The flags are set by a waiter's own read-modify-write of the state, so either this
+        // `add` saw the flag, or the waiter saw these bits and did not wait.
+        if state & concerned == 0 {
+            return;
+        }
+        let mut w = self.waiters();
+        let mut drain = |list: &mut Vec<Waker>| {
+            while let Some(x) = list.pop() {
+                wake.push(x);
+            }
+        };
+        if concerned & READ_WAITERS != 0 {
+            drain(&mut w.read);
+        }
+        if concerned & WRITE_WAITERS != 0 {
+            drain(&mut w.write);
+        }
+        if concerned & CLOSE_WAITERS != 0 {
+            drain(&mut w.closed);
+        }
+        self.readiness.fetch_and(!concerned, Ordering::AcqRel);
     }
 
-    fn add(&self, bits: usize) {
-        let _ = self
+    /// Adds `bits` and bumps the tick; returns the new state.
+    fn add(&self, bits: usize) -> usize {
+        let prev = self
             .readiness
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
                 let tick = (cur >> TICK_SHIFT).wrapping_add(1);
                 Some((tick << TICK_SHIFT) | (cur & BITS_MASK) | bits)
-            });
+            })
+            .unwrap_or_else(|cur| cur);
+        (((prev >> TICK_SHIFT).wrapping_add(1)) << TICK_SHIFT) | (prev & BITS_MASK) | bits
     }
 
     /// Ready when `dir` may make progress; otherwise the task joins the waiters of `dir`.
+    #[inline]
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
-        let event = |cur: usize| ReadyEvent {
-            tick: cur >> TICK_SHIFT,
-            bits: cur & BITS_MASK,
-            dir,
-        };
         let cur = self.readiness.load(Ordering::Acquire);
         if cur & dir.mask() != 0 {
-            return Poll::Ready(event(cur));
+            return Poll::Ready(ReadyEvent::at(cur, dir));
         }
+        self.wait(cx, dir)
+    }
+
+    /// The slow path of [`poll_ready`](Self::poll_ready): join the waiters, unless readiness
+    /// arrived meanwhile.
+    #[inline(never)]
+    fn wait(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
         let mut w = self.waiters();
-        // Checked under the lock: an event that lands after this load takes the lock after us
-        // and finds our waker; one that landed before is seen here.
-        let cur = self.readiness.load(Ordering::Acquire);
-        if cur & dir.mask() != 0 {
-            return Poll::Ready(event(cur));
-        }
         let list = w.list(dir);
-        if !list.iter().any(|x| x.will_wake(cx.waker())) {
+        let new = !list.iter().any(|x| x.will_wake(cx.waker()));
+        if new {
             list.push(cx.waker().clone());
+        }
+        // Flag and check in one step: an event either comes after it (and sees the flag) or
+        // before it (and its bits are seen here).
+        let cur = self.readiness.fetch_or(dir.waiters_flag(), Ordering::AcqRel);
+        if cur & dir.mask() != 0 {
+            if new {
+                w.list(dir).pop();
+            }
+            return Poll::Ready(ReadyEvent::at(cur, dir));
         }
         Poll::Pending
     }
@@ -214,11 +269,11 @@ impl ScheduledIo {
             return Poll::Ready(());
         }
         let mut w = self.waiters();
-        if self.is_closed() {
-            return Poll::Ready(());
-        }
         if !w.closed.iter().any(|x| x.will_wake(cx.waker())) {
             w.closed.push(cx.waker().clone());
+        }
+        if self.readiness.fetch_or(CLOSE_WAITERS, Ordering::AcqRel) & CLOSED != 0 {
+            return Poll::Ready(());
         }
         Poll::Pending
     }

@@ -128,6 +128,7 @@ impl<S: AsRawFd> IoSource<S> {
         &self.handle
     }
 
+    #[cold]
     fn registered(&self) -> io::Result<&Registration> {
         let reg = self.registered.get_or_init(|| {
             if self.handle.is_closed() {
@@ -152,13 +153,16 @@ impl<S: AsRawFd> IoSource<S> {
 
     /// Waits until `dir` may make progress. A closed source (or manager) ends the wait with
     /// `Error::Closed`.
+    #[inline]
     pub(crate) fn poll_ready(
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
     ) -> Poll<io::Result<ReadyEvent>> {
-        if let Err(e) = self.registered() {
-            return Poll::Ready(Err(e));
+        if !matches!(self.registered.get(), Some(Ok(_))) {
+            if let Err(e) = self.registered() {
+                return Poll::Ready(Err(e));
+            }
         }
         match self.shared.io.poll_ready(cx, dir) {
             Poll::Ready(ev) if ev.is_closed() => Poll::Ready(Err(closed_error())),
@@ -178,6 +182,7 @@ impl<S: AsRawFd> IoSource<S> {
     ///
     /// Each completed operation spends one unit of the task's cooperative budget; with none
     /// left the task yields to the others on its loop (see `coop`).
+    #[inline]
     pub(crate) fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
