@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 
 use asock::{ByteReadChannel, ByteWriteChannel};
 
-use crate::CliResult;
+use crate::common::CliResult;
 
 /// Copies stdin to `output` and `input` to stdout. At stdin's end the write half is closed (the
 /// peer sees end of stream) and reading goes on until the peer closes; when the peer closes

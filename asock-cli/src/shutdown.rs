@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use asock::{AcceptBackoff, ServerSocket};
 
-use crate::{CliError, CliResult};
+use crate::common::{CliError, CliResult};
 
 /// The pipe's write end, for the signal handler (-1 until installed).
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);

@@ -145,3 +145,35 @@ fn a_refused_connection_is_one_error_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: connect"), "{stderr}");
 }
+
+#[test]
+fn bench_json_is_one_json_object() {
+    let server = Server::start(&[]);
+    let addr = server.addr.clone();
+    let out = bench(&[&addr, "--lines", "-c", "2", "--messages", "200", "--json"]);
+    drop(server);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(json.trim().lines().count(), 1, "{json}");
+    // python3 is one of the peers .ci/run installs: let a real JSON parser judge it.
+    let mut py = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys; d=json.load(sys.stdin); assert d['msgs']==200 and d['errors']==0, d; print('ok')",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed; .ci/run installs it");
+    py.stdin.take().unwrap().write_all(json.as_bytes()).unwrap();
+    let verdict = py.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&verdict.stdout).trim(),
+        "ok",
+        "{json}"
+    );
+}

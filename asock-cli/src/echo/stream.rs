@@ -1,58 +1,14 @@
-//! `asock echo-server`: the echo server from Ktor's docs, over TCP or a Unix socket.
-
-use std::io::Write;
-use std::time::Duration;
+//! The stream echo servers, TCP and Unix: one accept-and-echo loop that the TLS server shares.
 
 use asock::{a_socket, ByteReadChannel, ByteWriteChannel, Error, SelectorManager, SocketAddress};
 
-use crate::shutdown::Graceful;
-use crate::{log, seconds, CliError, CliResult, EchoArgs};
+use super::{selector, EchoArgs, Mode};
+use crate::common::{announce, seconds, unix_bind_error, CliResult};
+use crate::log;
+use crate::shutdown::{log_accept_backoff, Graceful};
 
-/// How a connection is echoed.
-#[derive(Clone, Copy, Debug)]
-pub enum Mode {
-    /// Line by line, each line back with `\r\n`; longer lines than the limit end the connection.
-    Lines {
-        /// The longest line accepted, in bytes.
-        max_line: usize,
-    },
-    /// Bytes as they come.
-    Raw,
-}
-
-impl Mode {
-    /// The mode `args` ask for.
-    pub fn of(args: &EchoArgs) -> Mode {
-        if args.raw {
-            Mode::Raw
-        } else {
-            Mode::Lines {
-                max_line: args.max_line,
-            }
-        }
-    }
-}
-
-/// Starts the selector `args` ask for.
-pub fn selector(args: &EchoArgs) -> CliResult<SelectorManager> {
-    let mut b = SelectorManager::builder().name("asock-echo");
-    if let Some(n) = args.threads {
-        if n == 0 {
-            return Err(CliError("--threads must be at least 1".into()));
-        }
-        b = b.threads(n);
-    }
-    if let Some(us) = args.busy_poll {
-        b = b.busy_poll(Duration::from_micros(us));
-    }
-    Ok(b.build()?)
-}
-
-/// Runs `asock echo-server`.
+/// Runs `asock echo-server` over TCP, a Unix socket, or either with TLS.
 pub fn run(args: EchoArgs) -> CliResult {
-    if args.udp {
-        return crate::udp::echo_server(args);
-    }
     let tls = crate::tls::server_config(
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
@@ -74,11 +30,11 @@ pub fn run(args: EchoArgs) -> CliResult {
         let server = builder
             .bind(target.as_str())
             .await
-            .map_err(crate::udp::unix_bind_error)?;
-        crate::shutdown::log_accept_backoff(&server);
+            .map_err(unix_bind_error)?;
+        log_accept_backoff(&server);
         let graceful = Graceful::new(grace);
         if let Some((config, ca)) = tls {
-            return crate::tls::serve_echo(&selector, server, config, ca, mode, graceful).await;
+            return super::tls::serve(&selector, server, config, ca, mode, graceful).await;
         }
         let server = std::sync::Arc::new(server);
         let closer = server.clone();
@@ -143,14 +99,6 @@ pub async fn accept_and_echo<S: EchoSocket>(
             drop(socket);
         });
     }
-}
-
-/// Prints the first line and makes sure it leaves the process at once (stdout may be a pipe).
-pub fn announce(line: &str) -> CliResult {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()?;
-    Ok(())
 }
 
 /// Echoes one connection until the peer closes its write half, then closes ours.
