@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::common::CliResult;
+use crate::common::{CliError, CliResult};
 use crate::tls::write_certs;
 
 /// Options of `cert`.
@@ -17,10 +17,25 @@ pub struct CertArgs {
     /// Default: localhost, 127.0.0.1 and ::1.
     #[arg(long = "host", value_name = "NAME")]
     pub hosts: Vec<String>,
+    /// Replace ca.pem, server.pem and server.key when DIR already has them.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `asock cert`.
 pub fn run(args: CertArgs) -> CliResult {
+    if !args.force {
+        // A CA others already trust must not be replaced by accident.
+        for name in ["ca.pem", "server.pem", "server.key"] {
+            let p = args.out.join(name);
+            if p.symlink_metadata().is_ok() {
+                return Err(CliError(format!(
+                    "{} already exists: not overwriting it (--force replaces the files)",
+                    p.display()
+                )));
+            }
+        }
+    }
     let w = write_certs(&args.out, &args.hosts)?;
     println!("CA certificate:     {}", w.ca.display());
     println!("server certificate: {}", w.chain.display());

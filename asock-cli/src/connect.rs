@@ -1,6 +1,6 @@
 //! `asock connect`: a netcat-like client over TCP, TLS or a Unix socket, and its `--udp` mode.
 //!
-//! `connect --udp ADDR`: each stdin line (with its `\n`) is one datagram; each reply is printed
+//! `connect --udp ADDR` (or `--udp --unix PATH`, a Unix datagram socket): each stdin line (with its `\n`) is one datagram; each reply is printed
 //! (a `\n` added when it has none). At stdin's end it waits for the replies still due, at most
 //! `--timeout` (default 1 s) of quiet, then exits. An ICMP "port unreachable" ends it with
 //! `error: connection refused by ADDR`.
@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use asock::{a_socket, Error, SelectorManager, SocketAddress};
+use asock::{a_socket, Error, SelectorManager};
 use clap::Args;
 
-use crate::common::{print_packet, seconds, CliError, CliResult};
+use crate::common::{print_packet, seconds, CliResult, Place};
 use crate::log;
 use crate::relay::relay;
+use crate::shutdown::{signal_name, Stopper};
 use crate::tls::{client_config, ClientOptions};
 
 /// Options of `connect`.
@@ -25,8 +26,9 @@ pub struct ConnectArgs {
     /// Address to connect to (HOST:PORT).
     #[arg(required_unless_present = "unix")]
     pub addr: Option<String>,
-    /// Send each stdin line as one UDP datagram and print each reply.
-    #[arg(long, conflicts_with = "unix")]
+    /// Send each stdin line as one UDP datagram (with `--unix`, a Unix datagram) and print each
+    /// reply.
+    #[arg(long)]
     pub udp: bool,
     /// Connect to the Unix-domain socket at PATH.
     #[arg(long, value_name = "PATH")]
@@ -55,6 +57,10 @@ pub struct ConnectArgs {
     /// Give up when connecting, or when the connection is idle, for this many seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// Once the peer has closed (or after a first SIGINT/SIGTERM), keep sending stdin for at
+    /// most this many seconds, then exit (socat's -t).
+    #[arg(short = 't', long, value_name = "SECS", default_value_t = 0.5)]
+    pub linger: f64,
 }
 
 /// Runs `asock connect`.
@@ -75,25 +81,23 @@ pub fn run(args: ConnectArgs) -> CliResult {
     };
     let selector = SelectorManager::builder().threads(1).build()?;
     let timeout = args.timeout.map(seconds).transpose()?;
-    let target = match (&args.unix, &args.addr) {
-        (Some(path), _) => SocketAddress::Unix(path.clone()).to_string(),
-        (None, Some(addr)) => addr.clone(),
-        (None, None) => return Err(CliError("an address is required".into())),
-    };
+    let linger = seconds(args.linger)?;
+    let place = Place::new(args.addr.as_deref(), args.unix.as_deref())?;
+    let stopper = Stopper::install()?;
     let socket = selector.run_blocking(async {
         let mut builder = a_socket(&selector).tcp();
         if let Some(t) = timeout {
             builder = builder.connect_timeout(t).socket_timeout(t);
         }
-        builder.connect(target.as_str()).await
+        builder.connect(&place).await
     })?;
     if let Some(config) = tls {
         let socket = selector.run_blocking(socket.tls(&config))?;
-        return relay(socket.open_read_channel(), socket.open_write_channel(true));
+        let (input, output) = (socket.open_read_channel(), socket.open_write_channel(true));
+        return relay(input, output, linger, &stopper);
     }
-    let input = socket.open_read_channel();
-    let output = socket.open_write_channel(true);
-    relay(input, output)
+    let (input, output) = (socket.open_read_channel(), socket.open_write_channel(true));
+    relay(input, output, linger, &stopper)
 }
 
 /// How long `connect --udp` waits for missing replies after stdin ends, by default.
@@ -109,19 +113,25 @@ struct StdinState {
 
 /// Runs `asock connect --udp ADDR`.
 fn udp(args: ConnectArgs) -> CliResult {
-    let addr = args
-        .addr
-        .clone()
-        .ok_or_else(|| CliError("an address is required".into()))?;
+    let place = Place::new(args.addr.as_deref(), args.unix.as_deref())?;
     let timeout = args.timeout.map(seconds).transpose()?;
     let quiet = timeout.unwrap_or(DEFAULT_QUIET);
     let selector = SelectorManager::builder().threads(1).build()?;
-    let socket =
-        Arc::new(selector.run_blocking(async {
-            a_socket(&selector).udp().connect(addr.as_str(), None).await
-        })?);
+    let stopper = Stopper::install()?;
+    let socket = Arc::new(
+        selector.run_blocking(async { a_socket(&selector).udp().connect(&place, None).await })?,
+    );
 
     let state = Arc::new(StdinState::default());
+    // The first signal ends the stdin side: the replies still due are awaited as at its end.
+    let stopped = state.clone();
+    stopper.set(move |sig| {
+        tracing::warn!(
+            "{}: waiting for the replies still due (signal again to exit now)",
+            signal_name(sig)
+        );
+        stopped.eof.store(true, Ordering::Release);
+    });
     {
         let socket = socket.clone();
         let state = state.clone();

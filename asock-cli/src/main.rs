@@ -26,8 +26,11 @@ use clap::{ArgAction, CommandFactory, Parser, Subcommand};
     asock cert --out /tmp/certs            # a test CA and server certificate for TLS\n  \
     asock -v echo-server                   # log each connection to stderr\n  \
     asock completions bash > ~/.local/share/bash-completion/completions/asock\n\n\
-Logging goes to stderr: warnings by default, -v for connections, -vv/-vvv for more, -q for\n\
-errors only. Colour is used only when stderr is a terminal (and NO_COLOR is not set).")]
+Logging goes to stderr: warnings by default (errors that end single connections are summed up\n\
+in at most one line per second), -v for each connection and each such error, -vv/-vvv for\n\
+more, -q for errors only. Colour is used only when stderr is a terminal (and NO_COLOR is not\n\
+set). The first SIGINT/SIGTERM stops any command gracefully (exit 0; bench prints what it\n\
+measured, then exits 130); a second exits at once.")]
 struct Cli {
     /// More logging on stderr: -v connections and per-connection errors, -vv debug, -vvv trace.
     #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
@@ -44,17 +47,20 @@ enum Command {
     /// Run the echo server from Ktor's sockets docs: every line comes back with `\r\n`.
     #[command(after_help = "Examples:\n  \
         asock echo-server                       # 127.0.0.1:2323, line echo\n  \
-        asock echo-server 0.0.0.0:7 --raw       # byte echo\n  \
+        asock echo-server 127.0.0.1:7007 --raw  # byte echo\n  \
         asock echo-server 127.0.0.1:0           # any free port (printed on the first line)\n  \
         asock echo-server --unix /tmp/echo.sock # over a Unix socket\n  \
-        asock echo-server --udp 127.0.0.1:9999  # datagram echo")]
+        asock echo-server --udp 127.0.0.1:9999  # datagram echo\n  \
+        asock echo-server --udp --unix /tmp/echo.dgram # Unix datagram echo")]
     EchoServer(echo::EchoArgs),
     /// Connect and relay like netcat: stdin to the socket, the socket to stdout.
     #[command(after_help = "Examples:\n  \
         asock connect 127.0.0.1:2323\n  \
         echo hello | asock connect 127.0.0.1:2323\n  \
         asock connect --unix /tmp/echo.sock\n  \
-        asock connect --tls --ca ca.pem localhost:8443")]
+        asock connect --tls --ca ca.pem localhost:8443\n  \
+        asock connect --udp 127.0.0.1:9999\n  \
+        asock connect -t 2 127.0.0.1:2323      # after the peer closes, send stdin for 2 s more")]
     Connect(connect::ConnectArgs),
     /// Accept one connection and relay it like `nc -l`.
     #[command(after_help = "Examples:\n  \
@@ -65,8 +71,8 @@ enum Command {
     /// Load an echo server and measure it: msgs/s, MB/s, latency percentiles, errors.
     #[command(after_help = "Examples:\n  \
         asock bench 127.0.0.1:2323 --lines                 # against `asock echo-server`\n  \
-        asock bench 127.0.0.1:7 -c 256 -s 4096 -d 10       # raw echo (echo-server --raw)\n  \
-        asock bench 127.0.0.1:7 --mode stream -c 16 -s 65536")]
+        asock bench 127.0.0.1:7007 -c 256 -s 4096 -d 10    # raw echo (echo-server --raw)\n  \
+        asock bench 127.0.0.1:7007 --mode stream -c 16 -s 65536")]
     Bench(bench::BenchArgs),
     /// Write a test CA, a server certificate chain and key (PEM) to try TLS with.
     #[command(after_help = "Examples:\n  \
@@ -123,6 +129,7 @@ fn main() -> ExitCode {
             Ok(())
         }
     };
+    shutdown::settle();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -51,24 +51,80 @@ pub fn write_certs(dir: &Path, hosts: &[String]) -> CliResult<Written> {
     Ok(w)
 }
 
-/// The server config for `--tls-cert/--tls-key` or `--tls-self-signed`, and for the latter the
-/// path the CA was written to. `None`: no TLS.
+/// A self-signed certificate made for one run: its private directory (random name, mode
+/// 0700) holds the CA certificate clients need, and is removed with this value; the key was
+/// removed as soon as it was loaded.
+pub struct SelfSigned {
+    /// The CA certificate clients should trust.
+    pub ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The server config for `--tls-cert/--tls-key` or `--tls-self-signed` (with, for the latter,
+/// where its CA is). `None`: no TLS.
 pub fn server_config(
     cert: Option<&Path>,
     key: Option<&Path>,
     self_signed: bool,
-) -> CliResult<Option<(TlsServerConfig, Option<PathBuf>)>> {
+) -> CliResult<Option<(TlsServerConfig, Option<SelfSigned>)>> {
     if self_signed {
-        let dir = std::env::temp_dir().join(format!("asock-tls-{}", std::process::id()));
-        let w = write_certs(&dir, &[])?;
+        // tempfile makes the directory with mode 0700 under a random name: no other user can
+        // predict, pre-create or read it.
+        let dir = tempfile::Builder::new()
+            .prefix("asock-tls-")
+            .tempdir()
+            .map_err(|e| CliError(format!("cannot create a private directory: {e}")))?;
+        let w = write_certs(dir.path(), &[])?;
         let cfg = TlsServerConfig::from_pem_files(&w.chain, &w.key)?;
-        return Ok(Some((cfg, Some(w.ca))));
+        // The key is in memory now; it never outlives its use on disk.
+        std::fs::remove_file(&w.key)
+            .map_err(|e| CliError(format!("cannot remove {}: {e}", w.key.display())))?;
+        return Ok(Some((
+            cfg,
+            Some(SelfSigned {
+                ca: w.ca,
+                _dir: dir,
+            }),
+        )));
     }
     match (cert, key) {
-        (Some(c), Some(k)) => Ok(Some((TlsServerConfig::from_pem_files(c, k)?, None))),
+        (Some(c), Some(k)) => {
+            let cfg = TlsServerConfig::from_pem_files(c, k).map_err(|e| files_error(e, c, k))?;
+            Ok(Some((cfg, None)))
+        }
         (None, None) => Ok(None),
         _ => Err(CliError("--tls-cert and --tls-key go together".into())),
     }
+}
+
+/// Names the file (and the option) a certificate or key error is about: the library says
+/// what was wrong ("no usable private key"), the tool says where.
+fn files_error(e: asock::Error, cert: &Path, key: &Path) -> CliError {
+    let asock::Error::TlsConfig(detail) = &e else {
+        return e.into();
+    };
+    if let Some(rest) = detail.strip_prefix("certificate chain: ") {
+        return CliError(format!("certificate file {}: {rest}", cert.display()));
+    }
+    if let Some(rest) = detail.strip_prefix("private key: ") {
+        return CliError(format!("key file {}: {rest}", key.display()));
+    }
+    if detail.starts_with("certificate and key: ") {
+        if detail.contains("KeyMismatch") || detail.contains("not be consistent") {
+            return CliError(format!(
+                "the key in {} does not match the certificate in {}",
+                key.display(),
+                cert.display()
+            ));
+        }
+        return CliError(format!(
+            "certificate {} and key {}: {detail}",
+            cert.display(),
+            key.display()
+        ));
+    }
+    // "cannot read PATH: ..." already names its file.
+    CliError(format!("TLS configuration: {detail}"))
 }
 
 /// What a TLS client is asked for on the command line (`connect --tls`, `bench --tls`).
@@ -90,7 +146,12 @@ pub struct ClientOptions<'a> {
 pub fn client_config(opts: &ClientOptions<'_>) -> CliResult<TlsConfig> {
     let mut b = TlsConfig::client();
     if let Some(ca) = opts.ca {
-        b = b.add_root_pem_file(ca)?;
+        b = b.add_root_pem_file(ca).map_err(|e| match &e {
+            asock::Error::TlsConfig(d) if !d.starts_with("cannot read") => {
+                CliError(format!("CA file {}: {d}", ca.display()))
+            }
+            _ => e.into(),
+        })?;
     }
     if let Some(name) = opts.server_name {
         b = b.server_name(name)?;
@@ -102,7 +163,9 @@ pub fn client_config(opts: &ClientOptions<'_>) -> CliResult<TlsConfig> {
         b = b.danger_accept_invalid_certs();
     }
     if let Some((cert, key)) = opts.client_cert {
-        b = b.client_cert_pem_files(cert, key)?;
+        b = b
+            .client_cert_pem_files(cert, key)
+            .map_err(|e| files_error(e, cert, key))?;
     }
     Ok(b.build()?)
 }

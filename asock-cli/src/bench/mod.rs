@@ -22,7 +22,7 @@ mod stats;
 
 use std::io::Write;
 use std::net::ToSocketAddrs;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,17 @@ use crate::tls::{client_config, ClientOptions};
 const CONNECT_WAVE: usize = 128;
 /// How long connections get to finish once the run is over.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// How long they get when not one echo came back (waiting longer would not help), or after a
+/// signal.
+const SHORT_DRAIN: Duration = Duration::from_secs(1);
+
+/// The signal that interrupted the run (0: none).
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+/// Whether a SIGINT/SIGTERM asked to end the run early.
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Acquire) != 0
+}
 
 /// Runs `asock bench`.
 pub fn run(args: BenchArgs) -> CliResult {
@@ -87,6 +98,10 @@ pub fn run(args: BenchArgs) -> CliResult {
         .next()
         .ok_or_else(|| CliError(format!("no address for {}", args.addr)))?;
 
+    // The first signal ends the run early: what was measured so far is reported, then the
+    // process exits 128 + the signal (130 for Ctrl-C). A second exits at once.
+    crate::shutdown::on_signal(|sig| INTERRUPTED.store(sig, Ordering::Release))?;
+
     let mut builder = SelectorManager::builder()
         .threads(args.threads)
         .name("asock-bench");
@@ -121,6 +136,9 @@ pub fn run(args: BenchArgs) -> CliResult {
     let n = args.connections;
     let mut handles: Vec<JoinHandle<()>> = Vec::with_capacity(n);
     for id in 0..n {
+        if interrupted() {
+            break;
+        }
         while handles.len()
             >= shared.connected.load(Ordering::Relaxed)
                 + shared.done.load(Ordering::Relaxed)
@@ -152,7 +170,9 @@ pub fn run(args: BenchArgs) -> CliResult {
         }));
     }
     // Wait for every connection to be up (or failed).
-    while shared.connected.load(Ordering::Relaxed) + shared.done.load(Ordering::Relaxed) < n {
+    while shared.connected.load(Ordering::Relaxed) + shared.done.load(Ordering::Relaxed) < n
+        && !interrupted()
+    {
         std::thread::sleep(Duration::from_millis(1));
         progress.tick("connecting", &shared);
     }
@@ -170,7 +190,7 @@ pub fn run(args: BenchArgs) -> CliResult {
 
     let (end_msgs, end_cpu, secs) = if args.messages.is_some() {
         // A fixed number of messages: the run ends when every connection is done.
-        while shared.done.load(Ordering::Acquire) < n {
+        while shared.done.load(Ordering::Acquire) < n && !interrupted() {
             std::thread::sleep(Duration::from_micros(500));
             progress.tick("running", &shared);
         }
@@ -194,18 +214,33 @@ pub fn run(args: BenchArgs) -> CliResult {
     progress.clear();
 
     // Let every connection finish its last echo and see the server close.
+    let started = handles.len();
+    let no_echo = totals().0 == 0;
+    let limit = if no_echo || interrupted() {
+        SHORT_DRAIN
+    } else {
+        DRAIN_LIMIT
+    };
     let drained = selector.run_blocking(async {
         let all = async {
             for h in handles {
                 let _ = h.await;
             }
         };
-        asock::time::timeout(DRAIN_LIMIT, all).await.is_ok()
+        asock::time::timeout(limit, all).await.is_ok()
     });
-    if !drained {
-        let stuck = n - shared.done.load(Ordering::Acquire);
+    if !drained && !interrupted() {
+        let stuck = started - shared.done.load(Ordering::Acquire);
+        let hint = if !no_echo {
+            "; the server stopped answering them"
+        } else if args.lines {
+            "; not one echo came back: does the server echo at all?"
+        } else {
+            "; not one echo came back: a line echo server (asock echo-server without --raw) \
+             answers only complete lines, so add --lines"
+        };
         shared.fail(format!(
-            "{stuck} connection(s) did not finish within {DRAIN_LIMIT:?} of the end"
+            "{stuck} connection(s) still waiting for an echo {limit:?} after the end{hint}"
         ));
         shared
             .errors
@@ -242,6 +277,13 @@ pub fn run(args: BenchArgs) -> CliResult {
     out.flush()?;
     drop(out);
     selector.close();
+    if let sig @ 1.. = INTERRUPTED.load(Ordering::Acquire) {
+        tracing::warn!(
+            "{}: the run was cut short; the figures above cover what was measured",
+            crate::shutdown::signal_name(sig)
+        );
+        std::process::exit(128 + sig);
+    }
     if report.errors > 0 {
         let first = lock(&shared.first_error).take().unwrap_or_default();
         return Err(CliError(format!(

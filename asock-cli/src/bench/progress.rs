@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::interrupted;
 use super::stats::{totals, Shared};
 
 /// Shows the current rate on stderr when it is a terminal.
@@ -49,11 +50,11 @@ impl Progress {
     }
 }
 
-/// Sleeps until `until`, updating the progress line.
+/// Sleeps until `until`, updating the progress line; returns early at a signal.
 pub fn wait(until: Instant, label: &str, progress: &mut Progress, shared: &Shared) {
     loop {
         let now = Instant::now();
-        if now >= until {
+        if now >= until || interrupted() {
             return;
         }
         std::thread::sleep((until - now).min(Duration::from_millis(100)));

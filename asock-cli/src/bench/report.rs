@@ -42,6 +42,7 @@ struct Json<'a> {
     max_us: f64,
     errors: usize,
     client_cpu_pct: Option<f64>,
+    client_cpu_us_per_msg: Option<f64>,
     server_cpu_pct: Option<f64>,
     server_cpu_us_per_msg: Option<f64>,
     other_cpu_pct: Option<f64>,
@@ -95,6 +96,9 @@ impl Report {
         if let Some(c) = self.cpu_pct(self.client_cpu) {
             s += &format!(" client_cpu_pct={c:.1}");
         }
+        if let Some(us) = self.us_per_msg(self.client_cpu) {
+            s += &format!(" client_cpu_us_per_msg={us:.3}");
+        }
         if let (Some(us), Some(pct)) = (
             self.us_per_msg(self.server_cpu),
             self.cpu_pct(self.server_cpu),
@@ -128,6 +132,7 @@ impl Report {
             max_us: round(self.max_us(), 1),
             errors: self.errors,
             client_cpu_pct: r3(self.cpu_pct(self.client_cpu)),
+            client_cpu_us_per_msg: r3(self.us_per_msg(self.client_cpu)),
             server_cpu_pct: r3(self.cpu_pct(self.server_cpu)),
             server_cpu_us_per_msg: r3(self.us_per_msg(self.server_cpu)),
             other_cpu_pct: r3(self.cpu_pct(self.other_cpu)),
@@ -161,8 +166,13 @@ impl Report {
             self.pct_us(0.999),
             self.max_us(),
         );
-        if let Some(c) = self.cpu_pct(self.client_cpu) {
-            s += &format!("  load CPU    {c:.1}% of one core\n");
+        if let (Some(pct), Some(us)) = (
+            self.cpu_pct(self.client_cpu),
+            self.us_per_msg(self.client_cpu),
+        ) {
+            s += &format!(
+                "  load CPU    {pct:.1}% of one core, {us:.2} us per message (this process: user + sys)\n"
+            );
         }
         if let (Some(us), Some(pct)) = (
             self.us_per_msg(self.server_cpu),

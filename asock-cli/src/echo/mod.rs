@@ -22,8 +22,8 @@ pub struct EchoArgs {
     /// Echo bytes as they come instead of lines.
     #[arg(long)]
     pub raw: bool,
-    /// Echo UDP datagrams instead of a TCP stream.
-    #[arg(long, conflicts_with = "unix")]
+    /// Echo UDP datagrams instead of a TCP stream (with `--unix`, Unix datagrams).
+    #[arg(long)]
     pub udp: bool,
     /// Listen on a Unix-domain socket at PATH instead of ADDR.
     #[arg(long, value_name = "PATH")]

@@ -1,9 +1,9 @@
 //! The stream echo servers, TCP and Unix: one accept-and-echo loop that the TLS server shares.
 
-use asock::{a_socket, ByteReadChannel, ByteWriteChannel, Error, SelectorManager, SocketAddress};
+use asock::{a_socket, ByteReadChannel, ByteWriteChannel, Error, SelectorManager};
 
 use super::{selector, EchoArgs, Mode};
-use crate::common::{announce, seconds, unix_bind_error, CliResult};
+use crate::common::{announce, bind_error, connection_error, seconds, CliResult, Place};
 use crate::log;
 use crate::shutdown::{log_accept_backoff, Graceful};
 
@@ -18,19 +18,16 @@ pub fn run(args: EchoArgs) -> CliResult {
     let idle = args.idle_timeout.map(seconds).transpose()?;
     let grace = seconds(args.grace)?;
     let mode = Mode::of(&args);
-    let target = match &args.unix {
-        Some(path) => SocketAddress::Unix(path.clone()).to_string(),
-        None => args.addr.clone(),
-    };
+    let place = Place::new(Some(&args.addr), args.unix.as_deref())?;
     selector.run_blocking(async {
-        let mut builder = a_socket(&selector).tcp().replace_stale(args.unix.is_some());
+        let mut builder = a_socket(&selector).tcp().replace_stale(place.is_unix());
         if let Some(t) = idle {
             builder = builder.socket_timeout(t);
         }
         let server = builder
-            .bind(target.as_str())
+            .bind(&place)
             .await
-            .map_err(unix_bind_error)?;
+            .map_err(|e| bind_error(&place, e))?;
         log_accept_backoff(&server);
         let graceful = Graceful::new(grace);
         if let Some((config, ca)) = tls {
@@ -81,7 +78,7 @@ pub async fn accept_and_echo<S: EchoSocket>(
                 return Ok(());
             }
             Err(e) => {
-                log!("accept: {e}");
+                connection_error(&"accept", &e);
                 continue;
             }
         };
@@ -93,7 +90,7 @@ pub async fn accept_and_echo<S: EchoSocket>(
             let (input, output) = socket.channels();
             match serve(input, output, mode).await {
                 Ok(()) => log!("{peer}: closed"),
-                Err(e) => eprintln!("{peer}: {e}"),
+                Err(e) => connection_error(&peer, &e),
             }
             // The socket lives until the echo is done (a TLS socket sends close_notify as it goes).
             drop(socket);

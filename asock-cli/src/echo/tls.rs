@@ -1,15 +1,13 @@
 //! The TLS echo server: the stream server's accept-and-echo loop over TLS sockets.
 
-use std::path::PathBuf;
-
 use asock::tls::{TlsServerConfig, TlsSocket};
 use asock::{ByteReadChannel, ByteWriteChannel, SelectorManager, ServerSocket};
 
 use super::stream::{accept_and_echo, EchoSocket};
 use super::Mode;
-use crate::common::{announce, CliResult};
-use crate::log;
+use crate::common::{announce, connection_error, CliResult};
 use crate::shutdown::Graceful;
+use crate::tls::SelfSigned;
 
 /// Serves TLS on `server`: accepts (handshakes run concurrently in the background) and echoes
 /// each connection with [`super::stream::serve`].
@@ -17,7 +15,7 @@ pub async fn serve(
     selector: &SelectorManager,
     server: ServerSocket,
     config: TlsServerConfig,
-    ca: Option<PathBuf>,
+    self_signed: Option<SelfSigned>,
     mode: Mode,
     graceful: Graceful,
 ) -> CliResult {
@@ -28,15 +26,19 @@ pub async fn serve(
         "Started TLS echo telnet server at {}",
         server.local_address()
     ))?;
-    if let Some(ca) = ca {
+    if let Some(s) = &self_signed {
         announce(&format!(
-            "Self-signed certificate for localhost, 127.0.0.1 and ::1; its CA certificate is at {}",
-            ca.display()
+            "Self-signed certificate for localhost, 127.0.0.1 and ::1 (in a private directory, \
+             removed when the server stops); its CA certificate is at {}",
+            s.ca.display()
         ))?;
     }
-    server.on_handshake_error(|peer, e| log!("{peer}: {e}"));
+    server.on_handshake_error(|peer, e| connection_error(peer, e));
     let accept = async || server.accept().await;
-    accept_and_echo(selector, &graceful, mode, accept).await
+    let served = accept_and_echo(selector, &graceful, mode, accept).await;
+    // The CA's directory goes with the server.
+    drop(self_signed);
+    served
 }
 
 impl EchoSocket for TlsSocket {
