@@ -60,6 +60,12 @@ pub struct SelfSigned {
     _dir: tempfile::TempDir,
 }
 
+/// Owner-only permissions (0700) for a directory.
+fn private_dir_mode() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o700)
+}
+
 /// The server config for `--tls-cert/--tls-key` or `--tls-self-signed` (with, for the latter,
 /// where its CA is). `None`: no TLS.
 pub fn server_config(
@@ -68,10 +74,11 @@ pub fn server_config(
     self_signed: bool,
 ) -> CliResult<Option<(TlsServerConfig, Option<SelfSigned>)>> {
     if self_signed {
-        // tempfile makes the directory with mode 0700 under a random name: no other user can
-        // predict, pre-create or read it.
+        // A random name, created with mode 0700: no other user can predict, pre-create or
+        // read it.
         let dir = tempfile::Builder::new()
             .prefix("asock-tls-")
+            .permissions(private_dir_mode())
             .tempdir()
             .map_err(|e| CliError(format!("cannot create a private directory: {e}")))?;
         let w = write_certs(dir.path(), &[])?;

@@ -145,3 +145,87 @@ fn verbose_logs_connections_and_quiet_does_not() {
         Some(2)
     );
 }
+
+/// Runs `asock FLAGS echo-server --max-line 10 127.0.0.1:0`, sends `clients` connections that
+/// each send a line too long (ending their connection with an error) and one that resets,
+/// waits `settle`, stops the server with SIGTERM and returns its stderr.
+fn per_connection_errors(flags: &[&str], clients: usize, settle: Duration) -> String {
+    let mut child: Child = Command::new(BIN)
+        .args(flags)
+        .args(["echo-server", "--max-line", "10", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start asock");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port: u16 = first.trim().rsplit(':').next().unwrap().parse().unwrap();
+    for _ in 0..clients {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"this line is longer than ten bytes\n")
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest); // the server closes it
+    }
+    // One reset while the server reads.
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    drop(s);
+    std::thread::sleep(settle);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "echo-server did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
+/// The help's promise: per-connection errors each at -v; at the default level at most one
+/// summary line per second however many connections fail; nothing at all at -q (the issue's
+/// `asock -q echo-server --max-line 10` printed every one).
+#[test]
+fn per_connection_errors_follow_the_logging_levels() {
+    let quiet = per_connection_errors(&["-q"], 20, Duration::from_millis(1500));
+    assert_eq!(quiet, "", "-q printed: {quiet}");
+
+    let verbose = per_connection_errors(&["-v"], 5, Duration::from_millis(300));
+    assert_eq!(
+        verbose.matches("line longer than 10 bytes").count(),
+        5,
+        "{verbose}"
+    );
+
+    let start = Instant::now();
+    let default = per_connection_errors(&[], 300, Duration::from_millis(1500));
+    let secs = start.elapsed().as_secs() + 1;
+    let summaries = default
+        .lines()
+        .filter(|l| l.contains("-v shows each"))
+        .count();
+    eprintln!("default level: {summaries} summary line(s) over {secs} s:\n{default}");
+    assert!(summaries >= 1, "{default}");
+    assert!(
+        summaries as u64 <= secs + 1,
+        "{summaries} lines in {secs} s: {default}"
+    );
+    assert!(
+        default.lines().count() <= summaries + 2,
+        "more than the summaries and the stop message: {default}"
+    );
+    assert!(
+        default.contains("connections ended with an error"),
+        "{default}"
+    );
+}
