@@ -177,3 +177,57 @@ fn bench_json_is_one_json_object() {
         "{json}"
     );
 }
+
+/// With `--tls` (against `echo-server --tls-self-signed`), the report carries the load
+/// generator's own CPU next to the server's.
+#[test]
+fn tls_bench_reports_the_load_generators_cpu_next_to_the_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "echo-server",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--tls-self-signed",
+        ])
+        .env("TMPDIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut first, mut second) = (String::new(), String::new());
+    out.read_line(&mut first).unwrap();
+    out.read_line(&mut second).unwrap();
+    let server = Server {
+        addr: first.split_whitespace().last().unwrap().to_string(),
+        child,
+    };
+    let ca = second.split_whitespace().last().unwrap().to_string();
+    let pid = server.child.id().to_string();
+    let addr = server.addr.replace("127.0.0.1", "localhost");
+    let res = bench(&[
+        &addr,
+        "--lines",
+        "--tls",
+        "--ca",
+        &ca,
+        "-d",
+        "0.5",
+        "-w",
+        "0.1",
+        "--server-pid",
+        &pid,
+    ]);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(field(&stdout, "msgs") > 0.0, "{stdout}");
+    assert!(stdout.contains("client_cpu_us_per_msg="), "{stdout}");
+    assert!(stdout.contains("server_cpu_us_per_msg="), "{stdout}");
+    assert!(stdout.contains("load CPU"), "{stdout}");
+}
