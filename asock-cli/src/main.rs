@@ -2,17 +2,18 @@
 //! built on the asock library.
 
 mod bench;
+mod cert;
+mod common;
 mod connect;
 mod echo;
 mod listen;
 mod relay;
 mod shutdown;
 mod tls;
-mod udp;
 
 use std::process::ExitCode;
 
-use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
 /// Raw TCP, UDP and Unix sockets from the command line, built on the asock library.
 #[derive(Parser, Debug)]
@@ -25,8 +26,11 @@ use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
     asock cert --out /tmp/certs            # a test CA and server certificate for TLS\n  \
     asock -v echo-server                   # log each connection to stderr\n  \
     asock completions bash > ~/.local/share/bash-completion/completions/asock\n\n\
-Logging goes to stderr: warnings by default, -v for connections, -vv/-vvv for more, -q for\n\
-errors only. Colour is used only when stderr is a terminal (and NO_COLOR is not set).")]
+Logging goes to stderr: warnings by default (errors that end single connections are summed up\n\
+in at most one line per second), -v for each connection and each such error, -vv/-vvv for\n\
+more, -q for errors only. Colour is used only when stderr is a terminal (and NO_COLOR is not\n\
+set). The first SIGINT/SIGTERM stops any command gracefully (exit 0; bench prints what it\n\
+measured, then exits 130); a second exits at once.")]
 struct Cli {
     /// More logging on stderr: -v connections and per-connection errors, -vv debug, -vvv trace.
     #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
@@ -43,35 +47,38 @@ enum Command {
     /// Run the echo server from Ktor's sockets docs: every line comes back with `\r\n`.
     #[command(after_help = "Examples:\n  \
         asock echo-server                       # 127.0.0.1:2323, line echo\n  \
-        asock echo-server 0.0.0.0:7 --raw       # byte echo\n  \
+        asock echo-server 127.0.0.1:7007 --raw  # byte echo\n  \
         asock echo-server 127.0.0.1:0           # any free port (printed on the first line)\n  \
         asock echo-server --unix /tmp/echo.sock # over a Unix socket\n  \
-        asock echo-server --udp 127.0.0.1:9999  # datagram echo")]
-    EchoServer(EchoArgs),
+        asock echo-server --udp 127.0.0.1:9999  # datagram echo\n  \
+        asock echo-server --udp --unix /tmp/echo.dgram # Unix datagram echo")]
+    EchoServer(echo::EchoArgs),
     /// Connect and relay like netcat: stdin to the socket, the socket to stdout.
     #[command(after_help = "Examples:\n  \
         asock connect 127.0.0.1:2323\n  \
         echo hello | asock connect 127.0.0.1:2323\n  \
         asock connect --unix /tmp/echo.sock\n  \
-        asock connect --tls --ca ca.pem localhost:8443")]
-    Connect(ConnectArgs),
+        asock connect --tls --ca ca.pem localhost:8443\n  \
+        asock connect --udp 127.0.0.1:9999\n  \
+        asock connect -t 2 127.0.0.1:2323      # after the peer closes, send stdin for 2 s more")]
+    Connect(connect::ConnectArgs),
     /// Accept one connection and relay it like `nc -l`.
     #[command(after_help = "Examples:\n  \
         asock listen 127.0.0.1:9000\n  \
         asock listen --unix /tmp/relay.sock\n  \
         asock listen --udp 127.0.0.1:9000")]
-    Listen(ListenArgs),
+    Listen(listen::ListenArgs),
     /// Load an echo server and measure it: msgs/s, MB/s, latency percentiles, errors.
     #[command(after_help = "Examples:\n  \
         asock bench 127.0.0.1:2323 --lines                 # against `asock echo-server`\n  \
-        asock bench 127.0.0.1:7 -c 256 -s 4096 -d 10       # raw echo (echo-server --raw)\n  \
-        asock bench 127.0.0.1:7 --mode stream -c 16 -s 65536")]
+        asock bench 127.0.0.1:7007 -c 256 -s 4096 -d 10    # raw echo (echo-server --raw)\n  \
+        asock bench 127.0.0.1:7007 --mode stream -c 16 -s 65536")]
     Bench(bench::BenchArgs),
     /// Write a test CA, a server certificate chain and key (PEM) to try TLS with.
     #[command(after_help = "Examples:\n  \
         asock cert --out /tmp/certs\n  \
         asock cert --out certs --host example.test --host 10.0.0.1")]
-    Cert(tls::CertArgs),
+    Cert(cert::CertArgs),
     /// Print a shell completion script for bash, zsh or fish (or elvish, powershell).
     #[command(after_help = "Examples:\n  \
         asock completions bash > ~/.local/share/bash-completion/completions/asock\n  \
@@ -81,140 +88,6 @@ enum Command {
         /// The shell to write completions for.
         shell: clap_complete::Shell,
     },
-}
-
-/// Options of `echo-server`.
-#[derive(Args, Debug, Clone)]
-pub struct EchoArgs {
-    /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:2323")]
-    pub addr: String,
-    /// Echo bytes as they come instead of lines.
-    #[arg(long)]
-    pub raw: bool,
-    /// Echo UDP datagrams instead of a TCP stream.
-    #[arg(long, conflicts_with = "unix")]
-    pub udp: bool,
-    /// Listen on a Unix-domain socket at PATH instead of ADDR.
-    #[arg(long, value_name = "PATH")]
-    pub unix: Option<std::path::PathBuf>,
-    /// TLS certificate chain (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<std::path::PathBuf>,
-    /// TLS private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<std::path::PathBuf>,
-    /// Serve TLS with a freshly made self-signed certificate (its CA is written to a file).
-    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
-    pub tls_self_signed: bool,
-    /// Event-loop threads (default: one per core).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Longest line accepted in line mode, in bytes; a longer one closes that connection.
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
-    pub max_line: usize,
-    /// Keep polling this many microseconds before parking a loop (lower latency, more CPU).
-    #[arg(long, value_name = "MICROS")]
-    pub busy_poll: Option<u64>,
-    /// Close connections idle for this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub idle_timeout: Option<f64>,
-    /// At SIGINT/SIGTERM: stop accepting, give open connections this long to finish, then close
-    /// them and exit 0 (a second signal exits at once).
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
-    pub grace: f64,
-}
-
-/// Options of `connect`.
-#[derive(Args, Debug, Clone)]
-pub struct ConnectArgs {
-    /// Address to connect to (HOST:PORT).
-    #[arg(required_unless_present = "unix")]
-    pub addr: Option<String>,
-    /// Send each stdin line as one UDP datagram and print each reply.
-    #[arg(long, conflicts_with = "unix")]
-    pub udp: bool,
-    /// Connect to the Unix-domain socket at PATH.
-    #[arg(long, value_name = "PATH")]
-    pub unix: Option<std::path::PathBuf>,
-    /// Speak TLS (verifying the server certificate).
-    #[arg(long)]
-    pub tls: bool,
-    /// Trust this CA certificate (PEM) in addition to the system roots.
-    #[arg(long, value_name = "FILE", requires = "tls")]
-    pub ca: Option<std::path::PathBuf>,
-    /// Name to verify the certificate against (default: the host in ADDR).
-    #[arg(long, value_name = "NAME", requires = "tls")]
-    pub server_name: Option<String>,
-    /// ALPN protocol to offer (repeatable).
-    #[arg(long, value_name = "PROTO", requires = "tls")]
-    pub alpn: Vec<String>,
-    /// Do not verify the server certificate (testing only).
-    #[arg(long, requires = "tls")]
-    pub insecure: bool,
-    /// Client certificate chain to present (PEM), for servers that ask for one.
-    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
-    pub cert: Option<std::path::PathBuf>,
-    /// Private key of `--cert` (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    pub key: Option<std::path::PathBuf>,
-    /// Give up when connecting, or when the connection is idle, for this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
-}
-
-/// Options of `listen`.
-#[derive(Args, Debug, Clone)]
-pub struct ListenArgs {
-    /// Address to listen on.
-    #[arg(required_unless_present = "unix")]
-    pub addr: Option<String>,
-    /// Relay UDP: answer the first sender.
-    #[arg(long, conflicts_with = "unix")]
-    pub udp: bool,
-    /// Listen on a Unix-domain socket at PATH.
-    #[arg(long, value_name = "PATH")]
-    pub unix: Option<std::path::PathBuf>,
-    /// TLS certificate chain (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<std::path::PathBuf>,
-    /// TLS private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<std::path::PathBuf>,
-}
-
-/// An error the tool reports as one `error: ...` line.
-#[derive(Debug)]
-pub struct CliError(pub String);
-
-impl std::fmt::Display for CliError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<asock::Error> for CliError {
-    fn from(e: asock::Error) -> Self {
-        CliError(e.to_string())
-    }
-}
-
-impl From<std::io::Error> for CliError {
-    fn from(e: std::io::Error) -> Self {
-        CliError(e.to_string())
-    }
-}
-
-/// The result of a command.
-pub type CliResult<T = ()> = Result<T, CliError>;
-
-/// Logs a connection-level event (accepted, closed, per-connection error) at `info`: shown
-/// on stderr with `-v`.
-#[macro_export]
-macro_rules! log {
-    ($($t:tt)*) => {
-        tracing::info!($($t)*)
-    };
 }
 
 /// Sends `tracing` events to stderr: warnings by default, `-v` info, `-vv` debug, `-vvv`
@@ -250,12 +123,13 @@ fn main() -> ExitCode {
         Command::Connect(a) => connect::run(a),
         Command::Listen(a) => listen::run(a),
         Command::Bench(a) => bench::run(a),
-        Command::Cert(a) => tls::cert(a),
+        Command::Cert(a) => cert::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "asock", &mut std::io::stdout());
             Ok(())
         }
     };
+    shutdown::settle();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -263,10 +137,4 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// Parses a seconds value given on the command line.
-pub fn seconds(s: f64) -> CliResult<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(s)
-        .map_err(|_| CliError(format!("invalid number of seconds: {s}")))
 }

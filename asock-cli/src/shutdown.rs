@@ -1,8 +1,13 @@
-//! Graceful shutdown of `echo-server` on SIGINT/SIGTERM, and the descriptor-exhaustion log.
+//! Graceful shutdown on SIGINT/SIGTERM in every mode, and the descriptor-exhaustion log.
 //!
-//! The first signal closes the listener (no new connections; a Unix socket file is removed),
-//! then open connections get `--grace` seconds to finish before the server returns and the
-//! process exits 0. A second signal exits at once with status 128 + the signal number.
+//! The first signal stops gracefully and the process exits 0: a stream echo server closes its
+//! listener (no new connections; a Unix socket file is removed), then open connections get
+//! `--grace` seconds to finish; a UDP echo server closes its socket; `connect` and `listen`
+//! send what they read from stdin, close their side and exit ([`Stopper`]). A second signal
+//! exits at once with status 128 + the signal number.
+//!
+//! The handlers are installed whatever the signal's disposition was, so a server started in the
+//! background from a script (where SIGINT is ignored) still stops on `kill -INT`.
 //!
 //! Signals reach the program through a self-pipe: the handler only `write`s the signal number
 //! to a pipe (async-signal-safe), and a plain thread reads it and does the rest.
@@ -11,17 +16,17 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use asock::{AcceptBackoff, ServerSocket};
 
-use crate::{CliError, CliResult};
+use crate::common::{CliError, CliResult};
 
 /// The pipe's write end, for the signal handler (-1 until installed).
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
 
-extern "C" fn on_signal(sig: libc::c_int) {
+extern "C" fn handle_signal(sig: libc::c_int) {
     let fd = PIPE_WRITE.load(Ordering::Relaxed);
     if fd >= 0 {
         let byte = sig as u8;
@@ -33,6 +38,10 @@ extern "C" fn on_signal(sig: libc::c_int) {
 
 /// Installs the SIGINT and SIGTERM handlers and starts the thread that acts on them: `first`
 /// runs at the first signal; at the second the process exits at once.
+pub fn on_signal(first: impl FnOnce(i32) + Send + 'static) -> CliResult {
+    install(first).map_err(|e| CliError(format!("cannot install signal handlers: {e}")))
+}
+
 fn install(first: impl FnOnce(i32) + Send + 'static) -> io::Result<()> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 writes two new descriptors into the two-element array it is given.
@@ -49,11 +58,11 @@ fn install(first: impl FnOnce(i32) + Send + 'static) -> io::Result<()> {
     PIPE_WRITE.store(fds[1], Ordering::Relaxed);
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: a zeroed sigaction is a valid value (no flags, empty mask) that we then fill
-        // in; `on_signal` has the signature sa_sigaction expects without SA_SIGINFO and only
+        // in; `handle_signal` has the signature sa_sigaction expects without SA_SIGINFO and only
         // calls async-signal-safe functions.
         let rc = unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_sigaction = handle_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
             sa.sa_flags = libc::SA_RESTART;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut())
@@ -76,16 +85,54 @@ fn install(first: impl FnOnce(i32) + Send + 'static) -> io::Result<()> {
         .name("asock-signals".into())
         .spawn(move || {
             let Some(sig) = next(&mut reader) else { return };
+            *lock(&FIRST.0) = Some(false);
             first(sig);
+            *lock(&FIRST.0) = Some(true);
+            FIRST.1.notify_all();
             if let Some(sig) = next(&mut reader) {
-                eprintln!("asock: {}: exiting now", signal_name(sig));
-                std::process::exit(128 + sig);
+                tracing::warn!("{}: exiting now", signal_name(sig));
+                exit_now(128 + sig);
             }
         })?;
     Ok(())
 }
 
-fn signal_name(sig: i32) -> &'static str {
+/// Whether the first signal's action has started (`Some(false)`) or finished (`Some(true)`).
+static FIRST: (Mutex<Option<bool>>, Condvar) = (Mutex::new(None), Condvar::new());
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Called before the process exits: when a first signal's action is still running on the
+/// signal thread (closing a socket, removing its file), waits for it, at most 2 s, so that
+/// returning from `main` does not cut it short.
+pub fn settle() {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut state = lock(&FIRST.0);
+    while *state == Some(false) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        state = FIRST
+            .1
+            .wait_timeout(state, left)
+            .map_or_else(|e| e.into_inner().0, |r| r.0);
+    }
+}
+
+/// Ends the process from a thread other than main, at once. `std::process::exit` would first
+/// flush stdout, whose lock the relaying main thread may hold while it waits for the socket
+/// (a deadlock); the tool flushes stdout after every write, so nothing is lost.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) is always safe to call; it ends the process without running atexit
+    // handlers or touching Rust's stdio locks.
+    unsafe { libc::_exit(code) }
+}
+
+/// The name of a signal the tool handles.
+pub fn signal_name(sig: i32) -> &'static str {
     match sig {
         libc::SIGINT => "SIGINT",
         libc::SIGTERM => "SIGTERM",
@@ -124,9 +171,9 @@ impl Graceful {
     pub fn install(&self, stop_accepting: impl FnOnce() + Send + 'static) -> CliResult {
         let active = self.active.clone();
         let grace = self.grace;
-        install(move |sig| {
-            eprintln!(
-                "asock: {}: no longer accepting; {} connection(s) open, waiting up to {:.1} s \
+        on_signal(move |sig| {
+            tracing::warn!(
+                "{}: no longer accepting; {} connection(s) open, waiting up to {:.1} s \
                  (signal again to exit now)",
                 signal_name(sig),
                 active.load(Ordering::Acquire),
@@ -134,7 +181,6 @@ impl Graceful {
             );
             stop_accepting();
         })
-        .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))
     }
 
     /// Counts a connection until the returned guard is dropped.
@@ -152,7 +198,7 @@ impl Graceful {
         }
         let left = self.active.load(Ordering::Acquire);
         if left > 0 {
-            eprintln!("asock: grace period over: closing {left} connection(s)");
+            tracing::warn!("grace period over: closing {left} connection(s)");
         }
     }
 }
@@ -160,14 +206,47 @@ impl Graceful {
 /// Logs descriptor exhaustion on `server` once per burst (the library backs off meanwhile).
 pub fn log_accept_backoff(server: &ServerSocket) {
     server.on_accept_backoff(|event| match event {
-        AcceptBackoff::Started { error } => eprintln!(
-            "asock: accept: {error}: out of descriptors, backing off (new clients wait in the \
-             backlog)"
+        AcceptBackoff::Started { error } => tracing::warn!(
+            "accept: {error}: out of descriptors, backing off (new clients wait in the backlog)"
         ),
-        AcceptBackoff::Ended { retries, waited } => eprintln!(
-            "asock: accepting again after {:.1} s ({retries} retries)",
+        AcceptBackoff::Ended { retries, waited } => tracing::warn!(
+            "accepting again after {:.1} s ({retries} retries)",
             waited.as_secs_f64()
         ),
         _ => {}
     });
+}
+
+/// What the first signal stops in `connect`, `listen` and the UDP echo server: the action
+/// registered last (closing a listener or a socket, ending the relay's stdin side). With none
+/// registered yet (still connecting) the process exits 0 at once.
+#[derive(Clone, Default)]
+pub struct Stopper {
+    action: Arc<Mutex<Option<StopAction>>>,
+}
+
+type StopAction = Box<dyn FnOnce(i32) + Send>;
+
+impl Stopper {
+    /// Installs the signal handlers; from now on the first signal runs the current action.
+    pub fn install() -> CliResult<Stopper> {
+        let stopper = Stopper::default();
+        let action = stopper.action.clone();
+        on_signal(move |sig| {
+            let act = action.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match act {
+                Some(act) => act(sig),
+                None => {
+                    tracing::warn!("{}: stopping", signal_name(sig));
+                    exit_now(0);
+                }
+            }
+        })?;
+        Ok(stopper)
+    }
+
+    /// Makes `action` what the first signal does (replacing the previous one).
+    pub fn set(&self, action: impl FnOnce(i32) + Send + 'static) {
+        *self.action.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(action));
+    }
 }

@@ -1,28 +1,13 @@
-//! TLS for the tool: `echo-server`/`listen` with `--tls-cert/--tls-key` or `--tls-self-signed`,
-//! `connect --tls [--ca F] [--server-name N] [--alpn P] [--insecure]`, and `asock cert`.
+//! TLS configs and certificates for the tool, a leaf every command uses: server configs from
+//! `--tls-cert/--tls-key` or `--tls-self-signed`, client configs from `--tls` options, and test
+//! certificates for `asock cert`.
 
 use std::path::{Path, PathBuf};
 
 use asock::tls::test_certs::TestCa;
-use asock::tls::{TlsConfig, TlsServerConfig, TlsSocket};
-use asock::{ByteReadChannel, ByteWriteChannel, SelectorManager, ServerSocket};
-use clap::Args;
+use asock::tls::{TlsConfig, TlsServerConfig};
 
-use crate::echo::{accept_and_echo, announce, EchoSocket, Mode};
-use crate::shutdown::Graceful;
-use crate::{log, CliError, CliResult, ConnectArgs};
-
-/// Options of `cert`.
-#[derive(Args, Debug, Clone)]
-pub struct CertArgs {
-    /// Directory to write ca.pem, server.pem (chain) and server.key into (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// Name the server certificate is valid for (repeatable; DNS names or IP addresses).
-    /// Default: localhost, 127.0.0.1 and ::1.
-    #[arg(long = "host", value_name = "NAME")]
-    pub hosts: Vec<String>,
-}
+use crate::common::{CliError, CliResult};
 
 const DEFAULT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
@@ -66,102 +51,128 @@ pub fn write_certs(dir: &Path, hosts: &[String]) -> CliResult<Written> {
     Ok(w)
 }
 
-/// Runs `asock cert`.
-pub fn cert(args: CertArgs) -> CliResult {
-    let w = write_certs(&args.out, &args.hosts)?;
-    println!("CA certificate:     {}", w.ca.display());
-    println!("server certificate: {}", w.chain.display());
-    println!("server key:         {}", w.key.display());
-    println!(
-        "try: asock echo-server --tls-cert {} --tls-key {} 127.0.0.1:8443",
-        w.chain.display(),
-        w.key.display()
-    );
-    println!(
-        "     asock connect --tls --ca {} localhost:8443",
-        w.ca.display()
-    );
-    Ok(())
+/// A self-signed certificate made for one run: its private directory (random name, mode
+/// 0700) holds the CA certificate clients need, and is removed with this value; the key was
+/// removed as soon as it was loaded.
+pub struct SelfSigned {
+    /// The CA certificate clients should trust.
+    pub ca: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
-/// The server config for `--tls-cert/--tls-key` or `--tls-self-signed`, and for the latter the
-/// path the CA was written to. `None`: no TLS.
+/// Owner-only permissions (0700) for a directory.
+fn private_dir_mode() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o700)
+}
+
+/// The server config for `--tls-cert/--tls-key` or `--tls-self-signed` (with, for the latter,
+/// where its CA is). `None`: no TLS.
 pub fn server_config(
     cert: Option<&Path>,
     key: Option<&Path>,
     self_signed: bool,
-) -> CliResult<Option<(TlsServerConfig, Option<PathBuf>)>> {
+) -> CliResult<Option<(TlsServerConfig, Option<SelfSigned>)>> {
     if self_signed {
-        let dir = std::env::temp_dir().join(format!("asock-tls-{}", std::process::id()));
-        let w = write_certs(&dir, &[])?;
+        // A random name, created with mode 0700: no other user can predict, pre-create or
+        // read it.
+        let dir = tempfile::Builder::new()
+            .prefix("asock-tls-")
+            .permissions(private_dir_mode())
+            .tempdir()
+            .map_err(|e| CliError(format!("cannot create a private directory: {e}")))?;
+        let w = write_certs(dir.path(), &[])?;
         let cfg = TlsServerConfig::from_pem_files(&w.chain, &w.key)?;
-        return Ok(Some((cfg, Some(w.ca))));
+        // The key is in memory now; it never outlives its use on disk.
+        std::fs::remove_file(&w.key)
+            .map_err(|e| CliError(format!("cannot remove {}: {e}", w.key.display())))?;
+        return Ok(Some((
+            cfg,
+            Some(SelfSigned {
+                ca: w.ca,
+                _dir: dir,
+            }),
+        )));
     }
     match (cert, key) {
-        (Some(c), Some(k)) => Ok(Some((TlsServerConfig::from_pem_files(c, k)?, None))),
+        (Some(c), Some(k)) => {
+            let cfg = TlsServerConfig::from_pem_files(c, k).map_err(|e| files_error(e, c, k))?;
+            Ok(Some((cfg, None)))
+        }
         (None, None) => Ok(None),
         _ => Err(CliError("--tls-cert and --tls-key go together".into())),
     }
 }
 
-/// The client config for `connect --tls ...`.
-pub fn client_config(args: &ConnectArgs) -> CliResult<TlsConfig> {
-    let mut b = TlsConfig::client();
-    if let Some(ca) = &args.ca {
-        b = b.add_root_pem_file(ca)?;
+/// Names the file (and the option) a certificate or key error is about: the library says
+/// what was wrong ("no usable private key"), the tool says where.
+fn files_error(e: asock::Error, cert: &Path, key: &Path) -> CliError {
+    let asock::Error::TlsConfig(detail) = &e else {
+        return e.into();
+    };
+    if let Some(rest) = detail.strip_prefix("certificate chain: ") {
+        return CliError(format!("certificate file {}: {rest}", cert.display()));
     }
-    if let Some(name) = &args.server_name {
+    if let Some(rest) = detail.strip_prefix("private key: ") {
+        return CliError(format!("key file {}: {rest}", key.display()));
+    }
+    if detail.starts_with("certificate and key: ") {
+        if detail.contains("KeyMismatch") || detail.contains("not be consistent") {
+            return CliError(format!(
+                "the key in {} does not match the certificate in {}",
+                key.display(),
+                cert.display()
+            ));
+        }
+        return CliError(format!(
+            "certificate {} and key {}: {detail}",
+            cert.display(),
+            key.display()
+        ));
+    }
+    // "cannot read PATH: ..." already names its file.
+    CliError(format!("TLS configuration: {detail}"))
+}
+
+/// What a TLS client is asked for on the command line (`connect --tls`, `bench --tls`).
+#[derive(Debug, Default)]
+pub struct ClientOptions<'a> {
+    /// A CA certificate (PEM) to trust besides the system roots.
+    pub ca: Option<&'a Path>,
+    /// The name to verify the certificate against.
+    pub server_name: Option<&'a str>,
+    /// ALPN protocols to offer.
+    pub alpn: &'a [String],
+    /// Skip verification (testing only).
+    pub insecure: bool,
+    /// A client certificate chain and its key (PEM).
+    pub client_cert: Option<(&'a Path, &'a Path)>,
+}
+
+/// The client config for `opts`.
+pub fn client_config(opts: &ClientOptions<'_>) -> CliResult<TlsConfig> {
+    let mut b = TlsConfig::client();
+    if let Some(ca) = opts.ca {
+        b = b.add_root_pem_file(ca).map_err(|e| match &e {
+            asock::Error::TlsConfig(d) if !d.starts_with("cannot read") => {
+                CliError(format!("CA file {}: {d}", ca.display()))
+            }
+            _ => e.into(),
+        })?;
+    }
+    if let Some(name) = opts.server_name {
         b = b.server_name(name)?;
     }
-    if !args.alpn.is_empty() {
-        b = b.alpn(&args.alpn);
+    if !opts.alpn.is_empty() {
+        b = b.alpn(opts.alpn);
     }
-    if args.insecure {
+    if opts.insecure {
         b = b.danger_accept_invalid_certs();
     }
-    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
-        b = b.client_cert_pem_files(cert, key)?;
+    if let Some((cert, key)) = opts.client_cert {
+        b = b
+            .client_cert_pem_files(cert, key)
+            .map_err(|e| files_error(e, cert, key))?;
     }
     Ok(b.build()?)
-}
-
-/// The TLS echo server: accepts (handshakes run concurrently in the background) and echoes each
-/// connection with [`crate::echo::serve`].
-pub async fn serve_echo(
-    selector: &SelectorManager,
-    server: ServerSocket,
-    config: TlsServerConfig,
-    ca: Option<PathBuf>,
-    mode: Mode,
-    graceful: Graceful,
-) -> CliResult {
-    let server = std::sync::Arc::new(server.tls(&config));
-    let closer = server.clone();
-    graceful.install(move || closer.close())?;
-    announce(&format!(
-        "Started TLS echo telnet server at {}",
-        server.local_address()
-    ))?;
-    if let Some(ca) = ca {
-        announce(&format!(
-            "Self-signed certificate for localhost, 127.0.0.1 and ::1; its CA certificate is at {}",
-            ca.display()
-        ))?;
-    }
-    server.on_handshake_error(|peer, e| log!("{peer}: {e}"));
-    let accept = async || server.accept().await;
-    accept_and_echo(selector, &graceful, mode, accept).await
-}
-
-impl EchoSocket for TlsSocket {
-    fn describe(&self) -> String {
-        let version = self
-            .protocol_version()
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        format!("{} ({version})", self.remote_address())
-    }
-    fn channels(&self) -> (ByteReadChannel, ByteWriteChannel) {
-        (self.open_read_channel(), self.open_write_channel(false))
-    }
 }

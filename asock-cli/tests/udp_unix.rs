@@ -436,3 +436,200 @@ fn listen_unix_relays_one_connection_with_socat() {
     drop(s);
     drop(proc_);
 }
+
+/// `echo-server --udp --unix PATH`: socat's `UNIX-SENDTO` (bound, so it can hear back) gets
+/// each datagram echoed; the socket file goes when the server stops.
+#[test]
+fn unix_datagram_echo_server_with_socat() {
+    assert!(have("socat"), "socat is needed; .ci/run installs it");
+    let dir = tempfile::tempdir().unwrap();
+    let srv = dir.path().join("echo.dgram");
+    let (server, first) = echo_server(&["--udp", "--unix", srv.to_str().unwrap()]);
+    assert!(first.contains("Unix datagram"), "{first}");
+    assert!(first.ends_with(srv.to_str().unwrap()), "{first}");
+    let cli = dir.path().join("client.dgram");
+    let (code, out, err) = run(
+        Command::new("socat").arg("-t1").arg("-").arg(format!(
+            "UNIX-SENDTO:{},bind={}",
+            srv.display(),
+            cli.display()
+        )),
+        b"hello over a unix datagram\n",
+        10,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "hello over a unix datagram\n");
+    let mut server = server;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.0.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = server.0.wait();
+    assert!(!srv.exists(), "socket file left after SIGTERM");
+}
+
+/// `connect --udp --unix PATH` against socat `UNIX-RECVFROM` (which answers the sender, here
+/// in upper case), and `listen --udp --unix PATH` with socat `UNIX-SENDTO` as the first sender.
+#[test]
+fn unix_datagram_connect_and_listen_with_socat() {
+    assert!(have("socat"), "socat is needed; .ci/run installs it");
+    let dir = tempfile::tempdir().unwrap();
+    let srv = dir.path().join("peer.dgram");
+    let mut peer = Proc(
+        Command::new("socat")
+            .arg(format!("UNIX-RECVFROM:{},fork", srv.display()))
+            .arg("SYSTEM:tr a-z A-Z")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_for(|| srv.exists()),
+        "socat did not bind {}",
+        srv.display()
+    );
+    let (code, out, err) = run(
+        Command::new(BIN).args(["connect", "--udp", "--unix", srv.to_str().unwrap()]),
+        b"shout\n",
+        10,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "SHOUT\n");
+    let _ = peer.0.kill();
+
+    // listen: the first sender's datagram is printed, stdin goes back to it.
+    let lsn = dir.path().join("listen.dgram");
+    let mut listen = Command::new(BIN)
+        .args(["listen", "--udp", "--unix", lsn.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(|| lsn.exists()), "listen did not bind");
+    let cli = dir.path().join("sender.dgram");
+    let mut socat = Command::new("socat")
+        .arg("-t2")
+        .arg("-")
+        .arg(format!(
+            "UNIX-SENDTO:{},bind={}",
+            lsn.display(),
+            cli.display()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    socat.stdin.as_mut().unwrap().write_all(b"first\n").unwrap();
+    let mut got = [0u8; 6];
+    listen
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut got)
+        .unwrap();
+    assert_eq!(&got, b"first\n");
+    listen
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"reply\n")
+        .unwrap();
+    let mut back = [0u8; 6];
+    socat
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut back)
+        .unwrap();
+    assert_eq!(&back, b"reply\n");
+    drop(socat.stdin.take());
+    let _ = socat.wait();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(listen.id() as libc::pid_t, libc::SIGINT) };
+    let status = listen.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!lsn.exists(), "socket file left");
+}
+
+/// Polls `cond` for up to 5 s.
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// A `--unix` path that is not UTF-8 (`s\xff`) is bound exactly, not as `s\u{fffd}`: for
+/// echo-server and listen; listen also removes it at the end.
+#[test]
+fn unix_paths_that_are_not_utf8_are_kept_exactly() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(OsStr::from_bytes(b"s\xff"));
+    let lossy = dir.path().join("s\u{fffd}");
+
+    let mut server = Proc(
+        Command::new(BIN)
+            .arg("echo-server")
+            .arg("--unix")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(path.exists(), "not bound at the exact path; {first}");
+    assert!(!lossy.exists(), "bound at the lossy path");
+    let mut s = UnixStream::connect(&path).unwrap();
+    s.write_all(b"bytes\n").unwrap();
+    let mut got = [0u8; 7];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"bytes\r\n");
+    drop(s);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.0.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = server.0.wait();
+    assert!(!path.exists());
+
+    let mut listen = Command::new(BIN)
+        .arg("listen")
+        .arg("--unix")
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(|| path.exists()),
+        "listen did not bind the exact path"
+    );
+    assert!(!lossy.exists());
+    let mut c = UnixStream::connect(&path).unwrap();
+    c.write_all(b"over\n").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    drop(listen.stdin.take());
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    let status = listen.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut out = String::new();
+    listen
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, "over\n");
+    assert!(!path.exists(), "listen left its socket file");
+}

@@ -210,7 +210,18 @@ async fn read_line(
 }
 
 #[allow(dead_code)] // `main` is unused when tests include this file as a module
-fn main() -> asock::Result<()> {
+fn main() -> std::process::ExitCode {
+    // One readable line, not the `Debug` dump a `main` returning `Result` prints.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> asock::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:4000".to_string());

@@ -4,7 +4,18 @@
 
 use asock::{a_socket, SelectorManager};
 
-fn main() -> asock::Result<()> {
+fn main() -> std::process::ExitCode {
+    // One readable line, not the `Debug` dump a `main` returning `Result` prints.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> asock::Result<()> {
     let selector = SelectorManager::new()?;
     selector.run_blocking(async {
         let server = a_socket(&selector).tcp().bind("127.0.0.1:2323").await?;

@@ -153,7 +153,18 @@ async fn bind(
 }
 
 #[allow(dead_code)] // `main` is unused when tests include this file as a module
-fn main() -> asock::Result<()> {
+fn main() -> std::process::ExitCode {
+    // One readable line, not the `Debug` dump a `main` returning `Result` prints.
+    match run_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main() -> asock::Result<()> {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "anonymous".to_string());
     let secs: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(30.0);

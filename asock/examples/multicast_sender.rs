@@ -10,7 +10,18 @@ use std::time::Duration;
 
 use asock::{a_socket, Datagram, SelectorManager};
 
-fn main() -> asock::Result<()> {
+fn main() -> std::process::ExitCode {
+    // One readable line, not the `Debug` dump a `main` returning `Result` prints.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> asock::Result<()> {
     let mut args = std::env::args().skip(1);
     let group: Ipv4Addr = args
         .next()

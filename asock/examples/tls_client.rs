@@ -16,7 +16,18 @@ use asock::tls::test_certs::TestCa;
 use asock::tls::{TlsConfig, TlsServerConfig};
 use asock::{a_socket, SelectorManager};
 
-fn main() -> asock::Result<()> {
+fn main() -> std::process::ExitCode {
+    // One readable line, not the `Debug` dump a `main` returning `Result` prints.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> asock::Result<()> {
     let selector = SelectorManager::new()?;
 
     // A local server to talk to, with a certificate for "localhost" from a fresh test CA.

@@ -9,7 +9,18 @@
 use asock::tls::TlsServerConfig;
 use asock::{a_socket, SelectorManager};
 
-fn main() -> asock::Result<()> {
+fn main() -> std::process::ExitCode {
+    // One readable line, not the `Debug` dump a `main` returning `Result` prints.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> asock::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(cert), Some(key)) = (args.next(), args.next()) else {
         eprintln!("usage: tls_echo_server CERT.pem KEY.pem [ADDR]");

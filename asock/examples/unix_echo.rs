@@ -7,7 +7,18 @@
 
 use asock::{a_socket, SelectorManager, SocketAddress};
 
-fn main() -> asock::Result<()> {
+fn main() -> std::process::ExitCode {
+    // One readable line, not the `Debug` dump a `main` returning `Result` prints.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> asock::Result<()> {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "echo.sock".into());

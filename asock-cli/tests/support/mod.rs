@@ -255,3 +255,96 @@ impl Rng {
         self.next() % n.max(1)
     }
 }
+
+/// Runs `asock ARGS` with `stdin` as its input, for at most `limit` (then kills it); its exit
+/// code (None: killed), stdout and stderr.
+pub fn run_asock(args: &[&str], stdin: &[u8], limit: Duration) -> (Option<i32>, Vec<u8>, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start asock");
+    let input = stdin.to_vec();
+    let mut pipe = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let (code, out, err) = wait_output(child, limit);
+    (code, out, err)
+}
+
+/// Waits for `child` at most `limit` (then kills it); its exit code (None: killed), stdout and
+/// stderr (both must be piped).
+pub fn wait_output(mut child: Child, limit: Duration) -> (Option<i32>, Vec<u8>, String) {
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let e = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        String::from_utf8_lossy(&v).into_owned()
+    });
+    let start = Instant::now();
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (code, o.join().unwrap(), e.join().unwrap())
+}
+
+/// Reads `child`'s stderr until a line contains `marker`; returns that line. The rest of
+/// stderr keeps being read (and collected into the returned receiver's text).
+pub fn stderr_line(
+    child: &mut Child,
+    marker: &str,
+    limit: Duration,
+) -> (String, std::sync::mpsc::Receiver<String>) {
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (rest_tx, rest_rx) = std::sync::mpsc::channel();
+    let marker = marker.to_string();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(err);
+        let mut line = String::new();
+        let mut found = false;
+        let mut rest = String::new();
+        loop {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if !found && line.contains(&marker) {
+                found = true;
+                let _ = tx.send(line.trim().to_string());
+            } else {
+                rest.push_str(&line);
+            }
+        }
+        let _ = rest_tx.send(rest);
+    });
+    let line = rx
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("no stderr line with the marker within {limit:?}"));
+    (line, rest_rx)
+}
+
+/// Sends `sig` to a child process.
+pub fn kill(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child, not yet reaped (the caller owns it).
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+}

@@ -1,58 +1,14 @@
-//! `asock echo-server`: the echo server from Ktor's docs, over TCP or a Unix socket.
+//! The stream echo servers, TCP and Unix: one accept-and-echo loop that the TLS server shares.
 
-use std::io::Write;
-use std::time::Duration;
+use asock::{a_socket, ByteReadChannel, ByteWriteChannel, Error, SelectorManager};
 
-use asock::{a_socket, ByteReadChannel, ByteWriteChannel, Error, SelectorManager, SocketAddress};
+use super::{selector, EchoArgs, Mode};
+use crate::common::{announce, bind_error, connection_error, seconds, CliResult, Place};
+use crate::log;
+use crate::shutdown::{log_accept_backoff, Graceful};
 
-use crate::shutdown::Graceful;
-use crate::{log, seconds, CliError, CliResult, EchoArgs};
-
-/// How a connection is echoed.
-#[derive(Clone, Copy, Debug)]
-pub enum Mode {
-    /// Line by line, each line back with `\r\n`; longer lines than the limit end the connection.
-    Lines {
-        /// The longest line accepted, in bytes.
-        max_line: usize,
-    },
-    /// Bytes as they come.
-    Raw,
-}
-
-impl Mode {
-    /// The mode `args` ask for.
-    pub fn of(args: &EchoArgs) -> Mode {
-        if args.raw {
-            Mode::Raw
-        } else {
-            Mode::Lines {
-                max_line: args.max_line,
-            }
-        }
-    }
-}
-
-/// Starts the selector `args` ask for.
-pub fn selector(args: &EchoArgs) -> CliResult<SelectorManager> {
-    let mut b = SelectorManager::builder().name("asock-echo");
-    if let Some(n) = args.threads {
-        if n == 0 {
-            return Err(CliError("--threads must be at least 1".into()));
-        }
-        b = b.threads(n);
-    }
-    if let Some(us) = args.busy_poll {
-        b = b.busy_poll(Duration::from_micros(us));
-    }
-    Ok(b.build()?)
-}
-
-/// Runs `asock echo-server`.
+/// Runs `asock echo-server` over TCP, a Unix socket, or either with TLS.
 pub fn run(args: EchoArgs) -> CliResult {
-    if args.udp {
-        return crate::udp::echo_server(args);
-    }
     let tls = crate::tls::server_config(
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
@@ -62,23 +18,20 @@ pub fn run(args: EchoArgs) -> CliResult {
     let idle = args.idle_timeout.map(seconds).transpose()?;
     let grace = seconds(args.grace)?;
     let mode = Mode::of(&args);
-    let target = match &args.unix {
-        Some(path) => SocketAddress::Unix(path.clone()).to_string(),
-        None => args.addr.clone(),
-    };
+    let place = Place::new(Some(&args.addr), args.unix.as_deref())?;
     selector.run_blocking(async {
-        let mut builder = a_socket(&selector).tcp().replace_stale(args.unix.is_some());
+        let mut builder = a_socket(&selector).tcp().replace_stale(place.is_unix());
         if let Some(t) = idle {
             builder = builder.socket_timeout(t);
         }
         let server = builder
-            .bind(target.as_str())
+            .bind(&place)
             .await
-            .map_err(crate::udp::unix_bind_error)?;
-        crate::shutdown::log_accept_backoff(&server);
+            .map_err(|e| bind_error(&place, e))?;
+        log_accept_backoff(&server);
         let graceful = Graceful::new(grace);
         if let Some((config, ca)) = tls {
-            return crate::tls::serve_echo(&selector, server, config, ca, mode, graceful).await;
+            return super::tls::serve(&selector, server, config, ca, mode, graceful).await;
         }
         let server = std::sync::Arc::new(server);
         let closer = server.clone();
@@ -125,7 +78,7 @@ pub async fn accept_and_echo<S: EchoSocket>(
                 return Ok(());
             }
             Err(e) => {
-                log!("accept: {e}");
+                connection_error(&"accept", &e);
                 continue;
             }
         };
@@ -137,20 +90,12 @@ pub async fn accept_and_echo<S: EchoSocket>(
             let (input, output) = socket.channels();
             match serve(input, output, mode).await {
                 Ok(()) => log!("{peer}: closed"),
-                Err(e) => eprintln!("{peer}: {e}"),
+                Err(e) => connection_error(&peer, &e),
             }
             // The socket lives until the echo is done (a TLS socket sends close_notify as it goes).
             drop(socket);
         });
     }
-}
-
-/// Prints the first line and makes sure it leaves the process at once (stdout may be a pipe).
-pub fn announce(line: &str) -> CliResult {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()?;
-    Ok(())
 }
 
 /// Echoes one connection until the peer closes its write half, then closes ours.

@@ -1,0 +1,55 @@
+//! The TLS echo server: the stream server's accept-and-echo loop over TLS sockets.
+
+use asock::tls::{TlsServerConfig, TlsSocket};
+use asock::{ByteReadChannel, ByteWriteChannel, SelectorManager, ServerSocket};
+
+use super::stream::{accept_and_echo, EchoSocket};
+use super::Mode;
+use crate::common::{announce, connection_error, CliResult};
+use crate::shutdown::Graceful;
+use crate::tls::SelfSigned;
+
+/// Serves TLS on `server`: accepts (handshakes run concurrently in the background) and echoes
+/// each connection with [`super::stream::serve`].
+pub async fn serve(
+    selector: &SelectorManager,
+    server: ServerSocket,
+    config: TlsServerConfig,
+    self_signed: Option<SelfSigned>,
+    mode: Mode,
+    graceful: Graceful,
+) -> CliResult {
+    let server = std::sync::Arc::new(server.tls(&config));
+    let closer = server.clone();
+    graceful.install(move || closer.close())?;
+    announce(&format!(
+        "Started TLS echo telnet server at {}",
+        server.local_address()
+    ))?;
+    if let Some(s) = &self_signed {
+        announce(&format!(
+            "Self-signed certificate for localhost, 127.0.0.1 and ::1 (in a private directory, \
+             removed when the server stops); its CA certificate is at {}",
+            s.ca.display()
+        ))?;
+    }
+    server.on_handshake_error(|peer, e| connection_error(peer, e));
+    let accept = async || server.accept().await;
+    let served = accept_and_echo(selector, &graceful, mode, accept).await;
+    // The CA's directory goes with the server.
+    drop(self_signed);
+    served
+}
+
+impl EchoSocket for TlsSocket {
+    fn describe(&self) -> String {
+        let version = self
+            .protocol_version()
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        format!("{} ({version})", self.remote_address())
+    }
+    fn channels(&self) -> (ByteReadChannel, ByteWriteChannel) {
+        (self.open_read_channel(), self.open_write_channel(false))
+    }
+}

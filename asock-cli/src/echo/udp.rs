@@ -1,0 +1,68 @@
+//! `echo-server --udp [ADDR]` and `echo-server --udp --unix PATH`: every datagram goes back to
+//! its sender (replies are queued on the socket's outgoing sender, so a busy server sends many
+//! per system call). The first SIGINT/SIGTERM closes the socket (a Unix socket file is
+//! removed) and the server exits 0.
+
+use std::sync::Arc;
+
+use asock::{a_socket, Error};
+
+use super::{selector, EchoArgs};
+use crate::common::{announce, bind_error, CliResult, Place};
+use crate::log;
+use crate::shutdown::{signal_name, Stopper};
+
+/// Runs `asock echo-server --udp`.
+pub fn run(args: EchoArgs) -> CliResult {
+    let selector = selector(&args)?;
+    let place = Place::new(Some(&args.addr), args.unix.as_deref())?;
+    let stopper = Stopper::install()?;
+    selector.run_blocking(async {
+        let socket = a_socket(&selector)
+            .udp()
+            .replace_stale(place.is_unix())
+            .bind(&place)
+            .await
+            .map_err(|e| bind_error(&place, e))?;
+        let socket = Arc::new(socket);
+        let closer = socket.clone();
+        stopper.set(move |sig| {
+            tracing::warn!("{}: stopping the UDP echo server", signal_name(sig));
+            closer.close();
+        });
+        announce(&format!(
+            "Started echo {} server at {}",
+            if place.is_unix() {
+                "Unix datagram"
+            } else {
+                "UDP"
+            },
+            socket.local_address()
+        ))?;
+        // The echo runs as a task on an event loop, where the socket's readiness is: no
+        // cross-thread wake-up per datagram.
+        selector.launch(echo(socket)).await?;
+        Ok(())
+    })
+}
+
+/// Sends every datagram `socket` receives back to its sender, until the socket is closed.
+async fn echo(socket: Arc<asock::BoundDatagramSocket>) {
+    let out = socket.outgoing();
+    loop {
+        match socket.receive().await {
+            Ok(d) => {
+                log!("{}: {} bytes", d.address, d.packet.len());
+                match out.send(d).await {
+                    Ok(()) => {}
+                    Err(Error::Closed(_)) => return,
+                    // A reply the kernel refused (e.g. a sender that vanished) is skipped.
+                    Err(e) => log!("send: {e}"),
+                }
+            }
+            Err(Error::Closed(_)) => return,
+            // One bad datagram never stops the server.
+            Err(e) => log!("receive: {e}"),
+        }
+    }
+}
