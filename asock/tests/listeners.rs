@@ -193,10 +193,11 @@ fn close_stops_every_listener_and_releases_the_port() {
         let server = Arc::new(a_socket(&sel).tcp().bind("127.0.0.1:0").await.unwrap());
         let addr = inet(&server);
         let (task, seen) = serve_recording(&sel, server.clone());
+        echo_once(addr);
+        // Launched after the echo: this accept would race `serve` for that connection.
         let (s, closer) = (server.clone(), server.clone());
         let pending = sel.launch(async move { s.accept().await.map(|_| ()) });
         let awaiting = sel.launch(async move { closer.await_closed().await });
-        echo_once(addr);
         asock::time::sleep(Duration::from_millis(20)).await;
         server.close();
         assert!(server.is_closed());

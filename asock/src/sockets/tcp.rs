@@ -80,8 +80,9 @@ impl TcpSocketBuilder {
     /// connection on one thread, with no hand-off between loops. On Linux with pinned loops
     /// ([`Builder::pin_threads`](crate::selector::Builder::pin_threads)) each listener also
     /// sets `SO_INCOMING_CPU` to its loop's CPU, so a kernel that honours it in the reuseport
-    /// group (Linux 6.2 and later) hands a connection to the listener of the CPU that received
-    /// it.
+    /// group (one with the 2022 fix "soreuseport: Fix socket selection for SO_INCOMING_CPU";
+    /// from Linux 4.6 until then it is accepted and ignored there) hands a connection to the
+    /// listener of the CPU that received it.
     ///
     /// `close`, `await_closed`, the accept back-off, [`local_address`](ServerSocket::local_address)
     /// and port 0 (every listener takes the port the first one got) work as for one listener.
