@@ -40,15 +40,15 @@ fn ports(server: &ServerSocket) -> Vec<u16> {
         .collect()
 }
 
+/// Per served connection: the thread its handler started on, and the one it ended on.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
 /// Serves a one-byte echo with `server.serve`, recording per connection the thread that ran
 /// the handler before and after its I/O.
 fn serve_recording(
     sel: &SelectorManager,
     server: Arc<ServerSocket>,
-) -> (
-    asock::JoinHandle<asock::Result<()>>,
-    Arc<Mutex<Vec<(String, String)>>>,
-) {
+) -> (asock::JoinHandle<asock::Result<()>>, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
     let task = sel.launch(async move {
