@@ -40,9 +40,35 @@ pub fn run(args: EchoArgs) -> CliResult {
             "Started echo telnet server at {}",
             server.local_address()
         ))?;
-        let accept = async || server.accept().await;
-        accept_and_echo(&selector, &graceful, mode, accept).await
+        // Accepts on every loop (one listener each), each connection served on the loop that
+        // accepted it.
+        let tracker = graceful.clone();
+        server
+            .serve(move |socket| echo_connection(socket, tracker.track(), mode))
+            .await?;
+        graceful.drain().await;
+        Ok(())
     })
+}
+
+/// Echoes one connection while `tracked` counts it open.
+fn echo_connection<S: EchoSocket>(
+    socket: S,
+    tracked: crate::shutdown::Tracked,
+    mode: Mode,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let peer = socket.describe();
+    log!("Socket accepted: {peer}");
+    async move {
+        let _tracked = tracked;
+        let (input, output) = socket.channels();
+        match serve(input, output, mode).await {
+            Ok(()) => log!("{peer}: closed"),
+            Err(e) => connection_error(&peer, &e),
+        }
+        // The socket lives until the echo is done (a TLS socket sends close_notify as it goes).
+        drop(socket);
+    }
 }
 
 /// A connection the echo server can serve: a plain or a TLS socket.
@@ -82,19 +108,7 @@ pub async fn accept_and_echo<S: EchoSocket>(
                 continue;
             }
         };
-        let peer = socket.describe();
-        log!("Socket accepted: {peer}");
-        let tracked = graceful.track();
-        selector.launch(async move {
-            let _tracked = tracked;
-            let (input, output) = socket.channels();
-            match serve(input, output, mode).await {
-                Ok(()) => log!("{peer}: closed"),
-                Err(e) => connection_error(&peer, &e),
-            }
-            // The socket lives until the echo is done (a TLS socket sends close_notify as it goes).
-            drop(socket);
-        });
+        selector.launch(echo_connection(socket, graceful.track(), mode));
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,8 @@ pub(crate) struct LoopShared {
     /// Every live task placed on this loop, so closing the manager can drop them all.
     tasks: Mutex<Tasks>,
     shutdown: AtomicBool,
+    /// The CPU the loop thread is pinned to, once it pinned itself.
+    cpu: OnceLock<usize>,
 }
 
 /// The live tasks of a loop: a waker each, which schedules the task when woken.
@@ -82,7 +84,13 @@ impl LoopShared {
             ios: Mutex::new(Slab::new()),
             tasks: Mutex::new(Tasks::default()),
             shutdown: AtomicBool::new(false),
+            cpu: OnceLock::new(),
         }))
+    }
+
+    /// The CPU this loop's thread is pinned to (`SelectorManager::builder().pin_threads(true)`).
+    pub(crate) fn cpu(&self) -> Option<usize> {
+        self.cpu.get().copied()
     }
 
     /// Schedules a task on this loop: straight onto the local queue when called on the loop's
@@ -233,10 +241,69 @@ impl LoopShared {
 pub(crate) struct LoopConfig {
     /// Keep polling without blocking for this long after the last event before parking.
     pub(crate) busy_poll: Option<Duration>,
+    /// Pin the loop thread to this CPU.
+    pub(crate) cpu: Option<usize>,
 }
 
-/// The body of a loop thread.
-pub(crate) fn run(shared: Arc<LoopShared>, mut poll: Poll, config: LoopConfig) {
+/// The CPUs this process may run on (its affinity mask), in order; empty when unknown.
+#[cfg(target_os = "linux")]
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set; the size passed is
+    // the size of the set the kernel writes into.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size given; pid 0 is this thread.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `i` is below CPU_SETSIZE, the capacity of `set`.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect()
+}
+
+/// The CPUs this process may run on: unknown off Linux (pinning is a no-op there).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+/// Pins the calling thread to `cpu`; whether it worked.
+#[cfg(target_os = "linux")]
+fn pin_current_thread(cpu: usize) -> bool {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return false;
+    }
+    // SAFETY: all-zero is the empty `cpu_set_t`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` was checked to be below CPU_SETSIZE, the capacity of `set`; the set passed
+    // to the kernel is valid and of the size given; pid 0 is the calling thread.
+    unsafe {
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_current_thread(_cpu: usize) -> bool {
+    false
+}
+
+/// The body of a loop thread. With `config.cpu` it first pins itself and reports on `pinned`.
+pub(crate) fn run(
+    shared: Arc<LoopShared>,
+    mut poll: Poll,
+    config: LoopConfig,
+    pinned: std::sync::mpsc::SyncSender<()>,
+) {
+    if let Some(cpu) = config.cpu {
+        if pin_current_thread(cpu) {
+            let _ = shared.cpu.set(cpu);
+        }
+    }
+    // The builder waits for this only when pinning (the channel holds one message).
+    let _ = pinned.try_send(());
+    drop(pinned);
     let local = Rc::new(Local {
         shared: shared.clone(),
         queue: RefCell::new(VecDeque::with_capacity(64)),

@@ -117,6 +117,7 @@ pub struct Builder {
     threads: usize,
     name: String,
     busy_poll: Option<Duration>,
+    pin_threads: bool,
 }
 
 impl Builder {
@@ -140,23 +141,47 @@ impl Builder {
         self
     }
 
+    /// Pins loop `i` to the `i`-th CPU the process may run on (wrapping around when there are
+    /// more loops than CPUs; Linux only, elsewhere a no-op). Default off.
+    ///
+    /// Pinned loops are what per-CPU connection steering needs: a listener opened per loop
+    /// (see [`TcpSocketBuilder::listener_per_loop`](crate::TcpSocketBuilder::listener_per_loop))
+    /// then asks the kernel, with `SO_INCOMING_CPU`, for the connections that arrive on its
+    /// loop's CPU. A loop whose CPU cannot be set runs unpinned (and its listener unsteered).
+    pub fn pin_threads(mut self, on: bool) -> Self {
+        self.pin_threads = on;
+        self
+    }
+
     /// Starts the loops.
     pub fn build(self) -> Result<SelectorManager> {
         // Now, while descriptors are plentiful: `close` needs it later.
         crate::sys::prepare_close_in_place();
         let id = NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed);
-        let config = LoopConfig {
-            busy_poll: self.busy_poll,
+        let cpus = if self.pin_threads {
+            event_loop::allowed_cpus()
+        } else {
+            Vec::new()
         };
         let mut loops = Vec::with_capacity(self.threads);
         let mut threads = Vec::with_capacity(self.threads);
         let start = |i: usize| -> std::io::Result<(Arc<LoopShared>, thread::JoinHandle<()>)> {
             let poll = mio::Poll::new()?;
+            let config = LoopConfig {
+                busy_poll: self.busy_poll,
+                cpu: (!cpus.is_empty()).then(|| cpus[i % cpus.len()]),
+            };
             let shared = LoopShared::new(&poll, id)?;
             let for_thread = shared.clone();
+            let (pinned_tx, pinned_rx) = std::sync::mpsc::sync_channel(1);
             let handle = thread::Builder::new()
                 .name(format!("{}-{i}", self.name))
-                .spawn(move || event_loop::run(for_thread, poll, config))?;
+                .spawn(move || event_loop::run(for_thread, poll, config, pinned_tx))?;
+            // A pinned loop reports where it runs before it takes work, so its CPU is settled
+            // before any listener asks for it.
+            if config.cpu.is_some() {
+                let _ = pinned_rx.recv();
+            }
             Ok((shared, handle))
         };
         for i in 0..self.threads {
@@ -203,6 +228,7 @@ impl SelectorManager {
             threads: thread::available_parallelism().map_or(1, |n| n.get()),
             name: "asock-loop".to_string(),
             busy_poll: None,
+            pin_threads: false,
         }
     }
 
@@ -256,7 +282,20 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let lp = self.next_loop().clone();
+        self.launch_on(self.next_loop().clone(), future)
+    }
+
+    /// The manager's loops, in order (loop `i` runs on thread `<name>-i`).
+    pub(crate) fn loops(&self) -> &[Arc<LoopShared>] {
+        &self.shared.loops
+    }
+
+    /// Like [`launch`](Self::launch), on the loop `lp` (one of this manager's).
+    pub(crate) fn launch_on<F>(&self, lp: Arc<LoopShared>, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         let Some(key) = lp.track_task() else {
             return JoinHandle { task: None };
         };
@@ -294,11 +333,16 @@ impl Handle {
 
     /// The loop running on this thread if it is one of ours, else the next one round-robin.
     pub(crate) fn loop_for_current_thread(&self) -> Arc<LoopShared> {
+        self.current_loop()
+            .unwrap_or_else(|| self.next_loop().clone())
+    }
+
+    /// The loop running on this thread, if it is one of ours.
+    pub(crate) fn current_loop(&self) -> Option<Arc<LoopShared>> {
         with_current(|cur| match cur {
             Some(local) if local.shared.manager_id == self.shared.id => Some(local.shared.clone()),
             _ => None,
         })
-        .unwrap_or_else(|| self.next_loop().clone())
     }
 }
 

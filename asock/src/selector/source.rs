@@ -130,11 +130,21 @@ impl<S: AsRawFd> IoSource<S> {
 
     #[cold]
     fn registered(&self) -> io::Result<&Registration> {
+        self.registered_with(|| self.handle.loop_for_current_thread())
+    }
+
+    /// Registers the source with `lp` (one of its manager's loops) now, instead of with the
+    /// loop of the first task that waits on it. No effect when it is registered already.
+    pub(crate) fn register_on(&self, lp: &Arc<LoopShared>) -> io::Result<()> {
+        self.registered_with(|| lp.clone()).map(|_| ())
+    }
+
+    fn registered_with(&self, pick: impl FnOnce() -> Arc<LoopShared>) -> io::Result<&Registration> {
         let reg = self.registered.get_or_init(|| {
             if self.handle.is_closed() {
                 return Err(io::ErrorKind::NotConnected);
             }
-            let lp = self.handle.loop_for_current_thread();
+            let lp = pick();
             let shared: Arc<dyn LoopIo> = self.shared.clone();
             match lp.register(self.shared.fd, shared) {
                 Ok(key) => Ok(Registration { lp, key }),

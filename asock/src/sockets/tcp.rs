@@ -1,8 +1,11 @@
 //! TCP (and Unix stream) listeners and connections.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket as RawSocket, Type};
@@ -20,11 +23,17 @@ use crate::SelectorManager;
 pub struct TcpSocketBuilder {
     manager: SelectorManager,
     options: SocketOptions,
+    /// `None`: one listener per loop when the manager has more than one loop.
+    per_loop: Option<bool>,
 }
 
 impl TcpSocketBuilder {
     pub(crate) fn new(manager: SelectorManager, options: SocketOptions) -> Self {
-        TcpSocketBuilder { manager, options }
+        TcpSocketBuilder {
+            manager,
+            options,
+            per_loop: None,
+        }
     }
 
     option_setters!();
@@ -62,10 +71,35 @@ impl TcpSocketBuilder {
         self
     }
 
+    /// One listening socket per event loop (`SO_REUSEPORT`), each registered with its own loop,
+    /// instead of one listener for all loops. Default: on when the manager has more than one
+    /// loop; Unix-domain listeners always have one socket.
+    ///
+    /// With it the kernel spreads new connections over the loops' listeners, so a server that
+    /// accepts on every loop ([`ServerSocket::serve`]) accepts, registers and serves each
+    /// connection on one thread, with no hand-off between loops. On Linux with pinned loops
+    /// ([`Builder::pin_threads`](crate::selector::Builder::pin_threads)) each listener also
+    /// sets `SO_INCOMING_CPU` to its loop's CPU, so a kernel that honours it in the reuseport
+    /// group (one with the 2022 fix "soreuseport: Fix socket selection for SO_INCOMING_CPU";
+    /// from Linux 4.6 until then it is accepted and ignored there) hands a connection to the
+    /// listener of the CPU that received it.
+    ///
+    /// `close`, `await_closed`, the accept back-off, [`local_address`](ServerSocket::local_address)
+    /// and port 0 (every listener takes the port the first one got) work as for one listener.
+    /// A bind to a port that another socket holds fails with [`Error::AddressInUse`] as usual
+    /// (it is checked with a socket without `SO_REUSEPORT` first) unless `reuse_port(true)` was
+    /// asked for, which joins another `SO_REUSEPORT` group of the same user on purpose.
+    pub fn listener_per_loop(mut self, on: bool) -> Self {
+        self.per_loop = Some(on);
+        self
+    }
+
     /// Listens on `address` (port 0 picks a free port; see [`ServerSocket::local_address`]).
     ///
     /// A host name is resolved off the event loops and the first address is used. Fails with
-    /// [`Error::AddressInUse`] when another socket holds the address.
+    /// [`Error::AddressInUse`] when another socket holds the address. On a manager with more
+    /// than one loop this opens one listener per loop; see
+    /// [`listener_per_loop`](Self::listener_per_loop).
     pub async fn bind(self, address: impl ToSocketAddress) -> Result<ServerSocket> {
         if self.manager.is_closed() {
             return Err(Error::Closed("selector manager"));
@@ -76,7 +110,72 @@ impl TcpSocketBuilder {
             .into_iter()
             .next()
             .ok_or_else(|| Error::InvalidAddress("no address".into()))?;
-        let (domain, kind, protocol) = match &addr {
+        let handle = self.manager.handle();
+        let loops = handle.loops();
+        let per_loop = matches!(addr, SocketAddress::Inet(_))
+            && self.per_loop.unwrap_or(loops.len() > 1)
+            && loops.len() > 1;
+        if !per_loop {
+            let (raw, local, unix_file) = self.open_listener(&addr, self.options.reuse_port)?;
+            let io = IoSource::new(raw, handle, ready::READABLE);
+            return Ok(ServerSocket::new(
+                vec![io],
+                local,
+                handle,
+                self.options,
+                unix_file,
+            ));
+        }
+        if !self.options.reuse_port && addr.port() != Some(0) {
+            // SO_REUSEPORT would silently join a group another server of this user holds:
+            // find a holder first with a socket that does not share.
+            self.probe(&addr)?;
+        }
+        let (first, local, _) = self.open_listener(&addr, true)?;
+        let mut raws = vec![first];
+        for _ in 1..loops.len() {
+            raws.push(self.open_listener(&local, true)?.0);
+        }
+        let mut ios = Vec::with_capacity(raws.len());
+        for (raw, lp) in raws.into_iter().zip(loops) {
+            if let Some(cpu) = lp.cpu() {
+                // Steering is an optimization: a kernel without it serves unsteered.
+                let _ = raw.set_cpu_affinity(cpu);
+            }
+            let io = IoSource::new(raw, handle, ready::READABLE);
+            // Each on its own loop now: accepts there take no cross-thread wake-up.
+            io.register_on(lp).map_err(|e| match handle.is_closed() {
+                true => Error::Closed("selector manager"),
+                false => Error::io("register listener", e),
+            })?;
+            ios.push(io);
+        }
+        Ok(ServerSocket::new(ios, local, handle, self.options, None))
+    }
+
+    /// Fails with [`Error::AddressInUse`] when a socket listens on `addr`: binds (without
+    /// listening, so no connection can land on it) a socket that does not share the port.
+    fn probe(&self, addr: &SocketAddress) -> Result<()> {
+        let SocketAddress::Inet(a) = addr else {
+            return Ok(());
+        };
+        let domain = Domain::for_address(*a);
+        let raw = RawSocket::new(domain, Type::STREAM.nonblocking(), Some(Protocol::TCP))
+            .map_err(|e| Error::io("create socket", e))?;
+        let mut options = self.options.clone();
+        options.reuse_port = false;
+        options.apply(&raw, Kind::TcpListener, domain == Domain::IPV6)?;
+        let sa = to_sockaddr(addr).map_err(|e| Error::io("bind", e))?;
+        raw.bind(&sa).map_err(|e| bind_error(addr, e))
+    }
+
+    /// Opens one listening socket on `addr`, with `SO_REUSEPORT` when `reuse_port`.
+    fn open_listener(
+        &self,
+        addr: &SocketAddress,
+        reuse_port: bool,
+    ) -> Result<(RawSocket, SocketAddress, Option<super::unix::PathGuard>)> {
+        let (domain, kind, protocol) = match addr {
             SocketAddress::Inet(a) => (
                 Domain::for_address(*a),
                 Kind::TcpListener,
@@ -86,27 +185,22 @@ impl TcpSocketBuilder {
         };
         let raw = RawSocket::new(domain, Type::STREAM.nonblocking(), protocol)
             .map_err(|e| Error::io("create socket", e))?;
-        self.options.apply(&raw, kind, domain == Domain::IPV6)?;
-        if let Some(path) = super::unix::file_path(&addr) {
-            super::unix::prepare_bind(&addr, path, Type::STREAM, self.options.replace_stale)?;
+        let mut options = self.options.clone();
+        options.reuse_port = reuse_port;
+        options.apply(&raw, kind, domain == Domain::IPV6)?;
+        if let Some(path) = super::unix::file_path(addr) {
+            super::unix::prepare_bind(addr, path, Type::STREAM, self.options.replace_stale)?;
         }
-        let sa = to_sockaddr(&addr).map_err(|e| Error::io("bind", e))?;
-        raw.bind(&sa).map_err(|e| bind_error(&addr, e))?;
-        let unix_file = super::unix::PathGuard::after_bind(&addr);
+        let sa = to_sockaddr(addr).map_err(|e| Error::io("bind", e))?;
+        raw.bind(&sa).map_err(|e| bind_error(addr, e))?;
+        let unix_file = super::unix::PathGuard::after_bind(addr);
         let backlog = i32::try_from(self.options.backlog).unwrap_or(i32::MAX);
         raw.listen(backlog).map_err(|e| Error::io("listen", e))?;
         let local = raw
             .local_addr()
             .map(|a| from_sockaddr(&a))
             .map_err(|e| Error::io("local address", e))?;
-        Ok(ServerSocket {
-            io: IoSource::new(raw, self.manager.handle(), ready::READABLE),
-            local,
-            manager: self.manager.handle().clone(),
-            options: self.options,
-            unix_file,
-            backoff: BackoffState::default(),
-        })
+        Ok((raw, local, unix_file))
     }
 
     /// Connects to `address`. Host names are resolved off the event loops and every resolved
@@ -225,14 +319,28 @@ fn connect_error(addr: &SocketAddress, e: io::Error) -> Error {
 
 /// A listening socket: Ktor's `ServerSocket`.
 ///
+/// On a manager with more than one loop it is one `SO_REUSEPORT` socket per loop, each
+/// registered with its loop (see [`TcpSocketBuilder::listener_per_loop`]); it behaves as one
+/// listener. [`accept`](Self::accept) takes the next connection from any of them;
+/// [`serve`](Self::serve) accepts on every loop at once and serves each connection on the loop
+/// that accepted it.
+///
 /// # Lifecycle
 /// [`close`](Self::close) takes effect at once: a pending [`accept`](Self::accept) fails with
-/// [`Error::Closed`], the listening socket is released (its port can be bound again right
-/// away, even with `reuse_address(false)` and while this value is alive), and a Unix socket
-/// file the bind created is removed. Closing the [`SelectorManager`] does the same. Dropping
-/// the value closes it too.
+/// [`Error::Closed`], [`serve`](Self::serve) returns, every listening socket is released (its
+/// port can be bound again right away, even with `reuse_address(false)` and while this value is
+/// alive), and a Unix socket file the bind created is removed. Closing the [`SelectorManager`]
+/// does the same. Dropping the value closes it too.
 pub struct ServerSocket {
-    io: IoSource<RawSocket>,
+    inner: Arc<Listeners>,
+}
+
+/// What a listener's accepting tasks share.
+struct Listeners {
+    /// One per loop (per-loop listeners, `ios[i]` registered with loop `i`), or one.
+    ios: Vec<IoSource<RawSocket>>,
+    /// Where `accept` called off the loops starts looking, so no listener waits behind another.
+    next: AtomicUsize,
     local: SocketAddress,
     manager: Handle,
     options: SocketOptions,
@@ -245,7 +353,8 @@ pub struct ServerSocket {
 impl std::fmt::Debug for ServerSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerSocket")
-            .field("local", &self.local)
+            .field("local", &self.inner.local)
+            .field("listeners", &self.inner.ios.len())
             .finish()
     }
 }
@@ -253,19 +362,72 @@ impl std::fmt::Debug for ServerSocket {
 /// Longest back-off when the process runs out of descriptors.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Why an accept gave no connection.
+enum AcceptError {
+    /// The connection failed before or while it was set up; the listener is fine.
+    Connection(Error),
+    /// The listener itself failed (or was closed).
+    Listener(Error),
+}
+
+impl AcceptError {
+    fn into_error(self) -> Error {
+        match self {
+            AcceptError::Connection(e) | AcceptError::Listener(e) => e,
+        }
+    }
+}
+
 impl ServerSocket {
+    fn new(
+        ios: Vec<IoSource<RawSocket>>,
+        local: SocketAddress,
+        manager: &Handle,
+        options: SocketOptions,
+        unix_file: Option<super::unix::PathGuard>,
+    ) -> ServerSocket {
+        ServerSocket {
+            inner: Arc::new(Listeners {
+                ios,
+                next: AtomicUsize::new(0),
+                local,
+                manager: manager.clone(),
+                options,
+                unix_file,
+                backoff: BackoffState::default(),
+            }),
+        }
+    }
+
     /// The address it listens on, with the real port when bound to port 0.
     pub fn local_address(&self) -> &SocketAddress {
-        &self.local
+        &self.inner.local
     }
 
     /// The port it listens on (`None` for Unix sockets).
     pub fn port(&self) -> Option<u16> {
-        self.local.port()
+        self.inner.local.port()
     }
 
-    /// Waits for the next connection. The accepted socket gets the builder's options
-    /// (`no_delay` on by default) and its socket timeout.
+    /// How many sockets listen: one per loop with per-loop listeners, else one.
+    pub fn listeners(&self) -> usize {
+        self.inner.ios.len()
+    }
+
+    /// The listening descriptors, in loop order (to read or set socket options on each, such
+    /// as a reuseport BPF program). They stay owned by this value.
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        self.inner
+            .ios
+            .iter()
+            .map(|io| io.get_ref().as_raw_fd())
+            .collect()
+    }
+
+    /// Waits for the next connection, from whichever listener has one (the current loop's
+    /// first, when called on one of the manager's loops). The accepted socket gets the
+    /// builder's options (`no_delay` on by default) and its socket timeout; it is driven by the
+    /// loop of the task that first uses it.
     ///
     /// When the process is out of descriptors (EMFILE/ENFILE) it waits, backing off up to a
     /// second, instead of spinning or failing; a connection aborted before it was accepted is
@@ -273,17 +435,190 @@ impl ServerSocket {
     ///
     /// Cancel-safe: dropping the future loses no connection.
     pub async fn accept(&self) -> Result<Socket> {
+        let n = self.inner.ios.len();
+        let start = match self.inner.manager.current_loop() {
+            Some(lp) if n > 1 => self
+                .inner
+                .manager
+                .loops()
+                .iter()
+                .position(|l| std::sync::Arc::ptr_eq(l, &lp))
+                .unwrap_or(0),
+            _ if n > 1 => self.inner.next.fetch_add(1, Ordering::Relaxed) % n,
+            _ => 0,
+        };
+        self.inner
+            .accept(start..start + n)
+            .await
+            .map_err(AcceptError::into_error)
+    }
+
+    /// Serves connections until the listener is closed: accepts on every listener at once,
+    /// each from a task on its own loop, and runs `handler(socket)` as a task on the loop that
+    /// accepted the connection, so a connection is accepted, registered and served on one
+    /// thread. With a single listener (one loop, a Unix socket, or
+    /// [`listener_per_loop(false)`](TcpSocketBuilder::listener_per_loop)) the handlers are
+    /// spread over the loops round-robin instead.
+    ///
+    /// A connection that fails while it is accepted or set up is skipped; running out of
+    /// descriptors backs off as in [`accept`](Self::accept). Returns `Ok(())` once the listener
+    /// (or its manager) is closed, and the error when a listener itself fails. Handlers still
+    /// running go on. Dropping the future stops accepting (the listener stays open).
+    ///
+    /// ```no_run
+    /// # async fn demo(selector: asock::SelectorManager) -> asock::Result<()> {
+    /// let server = asock::a_socket(&selector).tcp().bind("127.0.0.1:2323").await?;
+    /// server
+    ///     .serve(|socket| async move {
+    ///         let (mut input, mut output) =
+    ///             (socket.open_read_channel(), socket.open_write_channel(true));
+    ///         while let Ok(Some(line)) = input.read_utf8_line().await {
+    ///             if output.write_str(&format!("{line}\r\n")).await.is_err() {
+    ///                 break;
+    ///             }
+    ///         }
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    pub async fn serve<H, F>(&self, handler: H) -> Result<()>
+    where
+        H: Fn(Socket) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let manager = &self.inner.manager;
+        let per_loop = self.inner.ios.len() > 1;
+        let mut tasks = CancelOnDrop(Vec::with_capacity(self.inner.ios.len()));
+        for i in 0..self.inner.ios.len() {
+            let (inner, handler) = (self.inner.clone(), handler.clone());
+            let lp = per_loop.then(|| manager.loops()[i].clone());
+            let home = lp.clone();
+            let accepting = async move {
+                loop {
+                    match inner.accept(i..i + 1).await {
+                        Ok(socket) => {
+                            let task = handler(socket);
+                            drop(match &home {
+                                Some(lp) => inner.manager.launch_on(lp.clone(), task),
+                                None => inner.manager.launch(task),
+                            });
+                        }
+                        Err(AcceptError::Connection(_)) => {}
+                        Err(AcceptError::Listener(Error::Closed(_))) => return Ok(()),
+                        Err(AcceptError::Listener(e)) => return Err(e),
+                    }
+                }
+            };
+            tasks.0.push(match lp {
+                Some(lp) => manager.launch_on(lp, accepting),
+                None => manager.launch(accepting),
+            });
+        }
+        for task in &mut tasks.0 {
+            match task.await {
+                Ok(Ok(())) | Err(Error::Cancelled) => {}
+                Ok(Err(e)) | Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops listening now; see [Lifecycle](Self#lifecycle). Idempotent.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Whether the listener is closed ([`close`](Self::close), or its manager closed).
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Waits until the listener is closed (Ktor's `awaitClosed`).
+    pub async fn await_closed(&self) {
+        // Every listener closes at once (by `close` or the manager), the first among them.
+        poll_fn(|cx| self.inner.ios[0].poll_closed(cx)).await
+    }
+
+    /// Calls `handler` once when [`accept`](Self::accept) starts backing off because the process
+    /// (or system) is out of descriptors, and once when accepting works again: one report per
+    /// burst, however many retries it took (and however many loops accept), so a server can
+    /// log it without flooding its log. It runs on the thread that called `accept` (an event
+    /// loop): keep it short.
+    ///
+    /// ```no_run
+    /// # async fn demo(server: asock::ServerSocket) {
+    /// use asock::AcceptBackoff;
+    /// server.on_accept_backoff(|event| match event {
+    ///     AcceptBackoff::Started { error } => eprintln!("accept: {error}; backing off"),
+    ///     AcceptBackoff::Ended { retries, waited } => {
+    ///         eprintln!("accepting again after {retries} retries in {waited:?}")
+    ///     }
+    ///     _ => {}
+    /// });
+    /// # }
+    /// ```
+    pub fn on_accept_backoff(&self, handler: impl Fn(&AcceptBackoff<'_>) + Send + Sync + 'static) {
+        *self
+            .inner
+            .backoff
+            .handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(handler));
+    }
+
+    /// The manager whose loops run this listener (TLS accept tasks run there).
+    #[cfg(feature = "tls")]
+    pub(crate) fn manager(&self) -> &Handle {
+        &self.inner.manager
+    }
+}
+
+impl Drop for ServerSocket {
+    fn drop(&mut self) {
+        // Accepting tasks of `serve` may still hold the listeners for a moment.
+        self.inner.close();
+    }
+}
+
+/// Cancels the tasks it holds when dropped.
+struct CancelOnDrop<T>(Vec<crate::JoinHandle<T>>);
+
+impl<T> Drop for CancelOnDrop<T> {
+    fn drop(&mut self) {
+        for t in self.0.drain(..) {
+            t.cancel();
+        }
+    }
+}
+
+impl Listeners {
+    /// Accepts from the listeners `range` names (indices taken modulo their count, the first
+    /// tried first), waiting on all of them.
+    async fn accept(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> std::result::Result<Socket, AcceptError> {
+        let n = self.ios.len();
         let mut backoff = Duration::from_millis(5);
         loop {
             let r = poll_fn(|cx| {
-                self.io
-                    .poll_io(cx, Direction::Read, |s| s.accept(), |_| false)
+                for i in range.clone() {
+                    let io = &self.ios[i % n];
+                    match io.poll_io(cx, Direction::Read, |s| s.accept(), |_| false) {
+                        Poll::Ready(r) => return Poll::Ready(r),
+                        Poll::Pending => {}
+                    }
+                }
+                Poll::Pending
             })
             .await;
             match r {
                 Ok((raw, peer)) => {
                     self.backoff.ended();
-                    return self.wrap_accepted(raw, &peer);
+                    return self
+                        .wrap_accepted(raw, &peer)
+                        .map_err(AcceptError::Connection);
                 }
                 Err(e) if is_fd_exhaustion(&e) => {
                     self.backoff.started(&e);
@@ -297,8 +632,13 @@ impl ServerSocket {
                     backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(_) if self.is_closed() => return Err(Error::Closed("server socket")),
-                Err(e) => return Err(Error::io("accept", e)),
+                Err(_) if self.is_closed() => {
+                    return Err(AcceptError::Listener(Error::Closed("server socket")))
+                }
+                Err(e) if is_connection_error(&e) => {
+                    return Err(AcceptError::Connection(Error::io("accept", e)))
+                }
+                Err(e) => return Err(AcceptError::Listener(Error::io("accept", e))),
             }
         }
     }
@@ -326,54 +666,39 @@ impl ServerSocket {
         )
     }
 
-    /// Stops listening now; see [Lifecycle](Self#lifecycle). Idempotent.
-    pub fn close(&self) {
+    fn close(&self) {
         if let Some(f) = &self.unix_file {
             f.remove();
         }
-        self.io.close();
+        for io in &self.ios {
+            io.close();
+        }
     }
 
-    /// Whether the listener is closed ([`close`](Self::close), or its manager closed).
-    pub fn is_closed(&self) -> bool {
-        self.io.is_closed()
+    fn is_closed(&self) -> bool {
+        self.ios[0].is_closed()
     }
+}
 
-    /// Waits until the listener is closed (Ktor's `awaitClosed`).
-    pub async fn await_closed(&self) {
-        poll_fn(|cx| self.io.poll_closed(cx)).await
-    }
-
-    /// Calls `handler` once when [`accept`](Self::accept) starts backing off because the process
-    /// (or system) is out of descriptors, and once when accepting works again: one report per
-    /// burst, however many retries it took, so a server can log it without flooding its log.
-    /// It runs on the thread that called `accept` (an event loop): keep it short.
-    ///
-    /// ```no_run
-    /// # async fn demo(server: asock::ServerSocket) {
-    /// use asock::AcceptBackoff;
-    /// server.on_accept_backoff(|event| match event {
-    ///     AcceptBackoff::Started { error } => eprintln!("accept: {error}; backing off"),
-    ///     AcceptBackoff::Ended { retries, waited } => {
-    ///         eprintln!("accepting again after {retries} retries in {waited:?}")
-    ///     }
-    ///     _ => {}
-    /// });
-    /// # }
-    /// ```
-    pub fn on_accept_backoff(&self, handler: impl Fn(&AcceptBackoff<'_>) + Send + Sync + 'static) {
-        *self
-            .backoff
-            .handler
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(handler));
-    }
-
-    /// The manager whose loops run this listener (TLS accept tasks run there).
-    #[cfg(feature = "tls")]
-    pub(crate) fn manager(&self) -> &Handle {
-        &self.manager
-    }
+/// Errors `accept(2)` reports for a connection that failed before it was accepted, which
+/// Linux documents should be treated like `EAGAIN`: retry, the listener is fine.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ENETDOWN
+                | libc::EPROTO
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+                | libc::EPERM
+                | libc::ETIMEDOUT
+                | libc::ECONNRESET
+        )
+    )
 }
 
 /// What [`ServerSocket::on_accept_backoff`] reports.
@@ -463,15 +788,17 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
 }
 
 impl AsRawFd for ServerSocket {
+    /// The first listening descriptor; see [`raw_fds`](ServerSocket::raw_fds) for all of them.
     fn as_raw_fd(&self) -> RawFd {
-        self.io.get_ref().as_raw_fd()
+        self.inner.ios[0].get_ref().as_raw_fd()
     }
 }
 
 impl AsFd for ServerSocket {
-    /// The listener's descriptor. After [`close`](ServerSocket::close) it stays valid but names
-    /// a dead socket, on which every operation fails.
+    /// The (first) listener's descriptor; see [`raw_fds`](ServerSocket::raw_fds) for all of
+    /// them. After [`close`](ServerSocket::close) it stays valid but names a dead socket, on
+    /// which every operation fails.
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.io.get_ref().as_fd()
+        self.inner.ios[0].get_ref().as_fd()
     }
 }
