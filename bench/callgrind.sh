@@ -20,6 +20,7 @@ SIZE=${SIZE:-64}
 SERVERS=${SERVERS:-asock tokio-ct mio uring}
 LINE_SERVERS=${LINE_SERVERS-asock-lines tokio-lines-ct}
 OUTDIR=${OUTDIR:-$(mktemp -d)}
+mkdir -p "$OUTDIR"
 
 command -v valgrind >/dev/null || { echo "error: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 build
