@@ -18,7 +18,7 @@
 # BENCH_FLAGS (extra `asock bench` flags), OUT (results file, TSV), CARGO_TARGET_DIR,
 # MAX_NOISE (a run during which the rest of the machine used more than this % of one core is
 # thrown away and retried after a pause; default 15) and RETRIES (per run, default 5).
-# PRIORITY=rt runs server and load as SCHED_FIFO (chrt -f 10) so other work on a busy machine
+# PRIORITY=rt runs server and load as SCHED_RR (chrt -r 10) so other work on a busy machine
 # cannot take their CPUs (set MAX_NOISE=100 with it: the kernel keeps 5% for others).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
