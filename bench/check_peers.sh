@@ -9,12 +9,13 @@
 #   SERVERS="uring uring-base" bench/check_peers.sh
 #
 # Environment: SERVERS (raw echo servers of bench/lib.sh: "asock tokio-ct tokio-mt mio uring
-# uring-base uring-ms uring-coop uring-single uring-defer uring-each"), LINE_SERVERS (line
-# echo, checked with --lines: "asock-lines tokio-lines-ct tokio-lines-mt"), CARGO_TARGET_DIR.
+# uring-base uring-ms uring-coop uring-single uring-defer uring-each uring-b64"), LINE_SERVERS
+# (line echo, checked with --lines: "asock-lines tokio-lines-ct tokio-lines-mt"),
+# CARGO_TARGET_DIR.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-SERVERS=${SERVERS-asock tokio-ct tokio-mt mio uring uring-base uring-ms uring-coop uring-single uring-defer uring-each}
+SERVERS=${SERVERS-asock tokio-ct tokio-mt mio uring uring-base uring-ms uring-coop uring-single uring-defer uring-each uring-b64}
 LINE_SERVERS=${LINE_SERVERS-asock-lines tokio-lines-ct tokio-lines-mt}
 
 ulimit -n 20000 2>/dev/null || true
