@@ -8,17 +8,19 @@
 #   MESSAGES=10000 SERVERS="asock mio" LINE_SERVERS= bench/callgrind.sh
 #
 # Environment: MESSAGES (N, default 20000), CONNECTIONS (16), SIZE (64), SERVERS ("asock
-# tokio-ct mio"), LINE_SERVERS ("asock-lines tokio-lines-ct"), OUTDIR (where the profiles are
-# kept), CARGO_TARGET_DIR. Kernel time is not counted: this is the part a runtime controls.
+# tokio-ct mio uring"), LINE_SERVERS ("asock-lines tokio-lines-ct"), OUTDIR (where the
+# profiles are kept), CARGO_TARGET_DIR. Kernel time is not counted: this is the part a runtime
+# controls.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 MESSAGES=${MESSAGES:-20000}
 CONNECTIONS=${CONNECTIONS:-16}
 SIZE=${SIZE:-64}
-SERVERS=${SERVERS:-asock tokio-ct mio}
-LINE_SERVERS=${LINE_SERVERS:-asock-lines tokio-lines-ct}
+SERVERS=${SERVERS:-asock tokio-ct mio uring}
+LINE_SERVERS=${LINE_SERVERS-asock-lines tokio-lines-ct}
 OUTDIR=${OUTDIR:-$(mktemp -d)}
+mkdir -p "$OUTDIR"
 
 command -v valgrind >/dev/null || { echo "error: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 build

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Echo benchmark of asock's echo server against tokio and a bare mio loop (the floor), in one
-# run: each server pinned to CPU 0, the load (`asock bench`) pinned to CPU 1 ("split"), and a
-# variant with both on CPU 0 ("same"). Servers alternate A B C A B C over the rounds; the
-# summary prints medians and asock/peer ratios, including the server's CPU time per echoed
+# Echo benchmark of asock's echo server against tokio, a bare mio loop (the floor) and a bare
+# io_uring loop (the io_uring floor, `uring`), in one run: each server pinned to CPU 0, the
+# load (`asock bench`) pinned to CPU 1 ("split"), and a variant with both on CPU 0 ("same").
+# Servers alternate A B C A B C over the rounds; the summary prints medians, asock/peer ratios
+# and io_uring/mio floor ratios, including the server's CPU time per echoed
 # message (from /proc/PID/stat over the measured part of each run).
 #
 #   bench/compare.sh                       # every scenario, both placements (~20 min)
@@ -11,12 +12,13 @@
 #
 # Environment: ROUNDS (3), DURATION seconds per run (5), WARMUP seconds (1), PLACEMENTS
 # ("split same"), SCENARIOS (all, see below), SERVERS (raw servers: "asock tokio-ct tokio-mt
-# mio"), LINE_SERVERS ("asock-lines tokio-lines-ct tokio-lines-mt mio"), SERVER_CPU (0),
+# mio uring"; the uring-* variants of bench/lib.sh too), LINE_SERVERS ("asock-lines
+# tokio-lines-ct tokio-lines-mt mio uring"), SERVER_CPU (0),
 # LOAD_CPU (1), ASOCK_FLAGS (extra `asock echo-server` flags, e.g. "--busy-poll 50"),
 # BENCH_FLAGS (extra `asock bench` flags), OUT (results file, TSV), CARGO_TARGET_DIR,
 # MAX_NOISE (a run during which the rest of the machine used more than this % of one core is
 # thrown away and retried after a pause; default 15) and RETRIES (per run, default 5).
-# PRIORITY=rt runs server and load as SCHED_FIFO (chrt -f 10) so other work on a busy machine
+# PRIORITY=rt runs server and load as SCHED_RR (chrt -r 10) so other work on a busy machine
 # cannot take their CPUs (set MAX_NOISE=100 with it: the kernel keeps 5% for others).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -29,8 +31,8 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 PLACEMENTS=${PLACEMENTS:-split same}
 SCENARIOS=${SCENARIOS:-pp64x1 pp64x16 pp64x256 pp64x1000 pp4kx1 pp4kx16 pp4kx256 pp4kx1000 st64kx1 st64kx16 line64x256}
-SERVERS=${SERVERS:-asock tokio-ct tokio-mt mio}
-LINE_SERVERS=${LINE_SERVERS:-asock-lines tokio-lines-ct tokio-lines-mt mio}
+SERVERS=${SERVERS:-asock tokio-ct tokio-mt mio uring}
+LINE_SERVERS=${LINE_SERVERS-asock-lines tokio-lines-ct tokio-lines-mt mio uring}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 OUT=${OUT:-$(mktemp --suffix=.tsv)}

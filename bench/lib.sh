@@ -9,9 +9,16 @@ build() {
     (cd "$ROOT" && cargo build --release --quiet -p asock-cli -p asock-bench-peers)
 }
 
-# The command line of a named server. Raw echo: asock, tokio-ct, tokio-mt, mio (the floor).
-# Line echo: asock-lines, tokio-lines-ct, tokio-lines-mt. With BASE_BIN: asock-base and
-# asock-lines-base, the same servers built from another commit.
+# The command line of a named server. Raw echo: asock, tokio-ct, tokio-mt, mio (the floor),
+# uring (the io_uring floor, every feature on). Line echo: asock-lines, tokio-lines-ct,
+# tokio-lines-mt. With BASE_BIN: asock-base and asock-lines-base, the same servers built from
+# another commit. The io_uring floor with features turned on one by one (bench/README.md):
+# uring-base (single-shot accept/recv into per-connection buffers, no setup flags, ordinary
+# descriptors), uring-ms (+ multishot accept/recv with the buffer ring), uring-coop
+# (+ COOP_TASKRUN), uring-single (+ SINGLE_ISSUER), uring-defer (DEFER_TASKRUN instead of
+# COOP_TASKRUN), then uring (+ fixed descriptors and ring fd); uring-each is uring with one
+# io_uring_enter per queued entry instead of one per loop turn; uring-b64 is uring with 64
+# ring buffers instead of 1,024 (a smaller working set, more receives re-armed for lack of one).
 server_cmd() {
     case $1 in
         asock) echo "$BIN/asock echo-server --raw --threads 1 ${ASOCK_FLAGS:-}" ;;
@@ -21,6 +28,14 @@ server_cmd() {
         tokio-lines-ct) echo "$BIN/tokio-lines" ;;
         tokio-lines-mt) echo "$BIN/tokio-lines --multi-thread" ;;
         mio) echo "$BIN/mio-echo" ;;
+        uring) echo "$BIN/uring-echo" ;;
+        uring-base) echo "$BIN/uring-echo --setup plain --single-shot --no-fixed" ;;
+        uring-ms) echo "$BIN/uring-echo --setup plain --no-fixed" ;;
+        uring-coop) echo "$BIN/uring-echo --setup coop --no-fixed" ;;
+        uring-single) echo "$BIN/uring-echo --setup single --no-fixed" ;;
+        uring-defer) echo "$BIN/uring-echo --setup defer --no-fixed" ;;
+        uring-each) echo "$BIN/uring-echo --submit-each" ;;
+        uring-b64) echo "$BIN/uring-echo --buffers 64" ;;
         # The same echo servers from another build (BASE_BIN=/path/to/other/target/release), to
         # measure a change against the commit before it in one alternating run.
         asock-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --raw --threads 1 ${ASOCK_FLAGS:-}" ;;
@@ -29,12 +44,14 @@ server_cmd() {
     esac
 }
 
-# PRIORITY=rt runs servers and load as SCHED_FIFO (chrt -f 10): on a machine that other work
+# PRIORITY=rt runs servers and load as SCHED_RR (chrt -r 10): on a machine that other work
 # keeps busy they then preempt it, at the price of the kernel's RT throttling (5% of each second
-# is left to others, which shows as stalls in the highest percentiles).
+# is left to others, which shows as stalls in the highest percentiles). Round-robin, not FIFO:
+# under SCHED_FIFO a load thread that never blocks (stream mode) kept the load generator's own
+# main thread, which ends the run, off its CPU for good.
 PRIO=()
 if [[ ${PRIORITY:-} == rt ]]; then
-    PRIO=(chrt -f 10)
+    PRIO=(chrt -r 10)
 fi
 
 # start_server NAME CPU [WRAPPER...]: starts it on 127.0.0.1:0 pinned to CPU; sets SERVER_PID

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Summarizes a bench/compare.sh results file: medians per server, and asock/peer ratios.
+"""Summarizes a bench/compare.sh results file: medians per server, asock/peer ratios, and the
+io_uring floor (servers named uring*) against the mio floor.
 
 usage: bench/summarize.py RESULTS.tsv [--markdown]
 """
@@ -54,6 +55,7 @@ def main():
                          fmt(r["client_cpu_pct"], 0), fmt(r["other_cpu_pct"], 0),
                          fmt(r["errors"], 0)])
         table(hdr, rows, md)
+        floor_ratios(med, md)
         ours = next((s for s in med if s.startswith("asock")), None)
         if ours is None:
             continue
@@ -67,6 +69,19 @@ def main():
                           ratio(a["p50_us"], r["p50_us"]), ratio(a["p99_us"], r["p99_us"]),
                           ratio(a["server_cpu_us_per_msg"], r["server_cpu_us_per_msg"])])
         table(rhdr, rrows, md)
+
+
+def floor_ratios(med, md):
+    """Each io_uring floor variant (uring*) against the mio floor, when both ran."""
+    if "mio" not in med:
+        return
+    m = med["mio"]
+    rows = [[server, ratio(r["msgs_per_s"], m["msgs_per_s"]), ratio(r["p50_us"], m["p50_us"]),
+             ratio(r["p99_us"], m["p99_us"]),
+             ratio(r["server_cpu_us_per_msg"], m["server_cpu_us_per_msg"])]
+            for server, r in med.items() if server.startswith("uring")]
+    if rows:
+        table(["io_uring / mio", "msgs/s", "p50", "p99", "srv us/msg"], rows, md)
 
 
 def fmt(v, digits):

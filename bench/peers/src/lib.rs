@@ -8,6 +8,8 @@
 //!   tokio `current_thread` runtime, or `multi_thread` with `--multi-thread`.
 //! - `tokio-udp-echo`: datagram echo on tokio `current_thread`.
 //! - `mio-echo`: the floor, a bare mio loop with no runtime.
+//! - `uring-echo` (Linux): the io_uring floor, one io_uring on one thread with no runtime
+//!   (multishot accept and receive, a provided buffer ring, one `io_uring_enter` per turn).
 
 use std::io::Write;
 
