@@ -226,7 +226,9 @@ impl ScheduledIo {
         }
         // Flag and check in one step: an event either comes after it (and sees the flag) or
         // before it (and its bits are seen here).
-        let cur = self.readiness.fetch_or(dir.waiters_flag(), Ordering::AcqRel);
+        let cur = self
+            .readiness
+            .fetch_or(dir.waiters_flag(), Ordering::AcqRel);
         if cur & dir.mask() != 0 {
             if new {
                 w.list(dir).pop();
