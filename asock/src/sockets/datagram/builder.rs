@@ -30,6 +30,8 @@ pub struct UdpSocketBuilder {
     options: SocketOptions,
     batch: usize,
     outgoing_capacity: usize,
+    gso: bool,
+    gro: bool,
     multicast_if_v4: Option<Ipv4Addr>,
     multicast_if_v6: Option<u32>,
 }
@@ -42,6 +44,8 @@ impl UdpSocketBuilder {
             options,
             batch: if sys::HAS_BATCH { DEFAULT_BATCH } else { 1 },
             outgoing_capacity: DEFAULT_OUTGOING_CAPACITY,
+            gso: true,
+            gro: true,
             multicast_if_v4: None,
             multicast_if_v6: None,
         }
@@ -104,6 +108,23 @@ impl UdpSocketBuilder {
     /// How many datagrams [`DatagramSender`](super::DatagramSender)s may queue before `send` waits (default 1,024).
     pub fn outgoing_capacity(mut self, n: usize) -> Self {
         self.outgoing_capacity = n.max(1);
+        self
+    }
+
+    /// UDP generic segmentation offload for
+    /// [`send_batch`](super::BoundDatagramSocket::send_batch): many equal-size datagrams to one
+    /// destination leave as one large send that the kernel splits (Linux 4.18+; default on,
+    /// used where the kernel supports it, turned off for a socket whose device cannot offload).
+    pub fn gso(mut self, on: bool) -> Self {
+        self.gso = on;
+        self
+    }
+
+    /// UDP generic receive offload (Linux 5.0+; default on where supported): the kernel may hand
+    /// over many datagrams of one flow in one buffer, which a receive splits back into whole
+    /// [`Datagram`](super::Datagram)s, slices of that one buffer.
+    pub fn gro(mut self, on: bool) -> Self {
+        self.gro = on;
         self
     }
 
@@ -241,6 +262,12 @@ impl UdpSocketBuilder {
         remote: Option<SocketAddress>,
         path: Option<PathGuard>,
     ) -> Result<Shared> {
+        let udp = matches!(raw.domain(), Ok(d) if d != Domain::UNIX);
+        if udp && self.gro {
+            // Where the kernel lacks GRO, receives simply stay one datagram each.
+            sys::set_gro(&raw, true).map_err(|e| Error::io("set socket option", e))?;
+        }
+        let gso = udp && self.gso && sys::gso_supported(&raw);
         let local = raw
             .local_addr()
             .map(|a| from_sockaddr(&a))
@@ -253,6 +280,7 @@ impl UdpSocketBuilder {
             &self.options,
             self.batch,
             self.outgoing_capacity,
+            gso,
             path,
         ))
     }

@@ -89,3 +89,32 @@ impl Datagram {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{a_socket, SelectorManager};
+
+    #[test]
+    fn a_gso_send_failing_with_eio_turns_gso_off_and_falls_back() {
+        let sel = SelectorManager::builder().threads(1).build().unwrap();
+        sel.run_blocking(async {
+            let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+            let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+            assert!(
+                client.gso_enabled(),
+                "this test needs a kernel with UDP GSO"
+            );
+            crate::sys::test_hooks::fail_gso_sends(1);
+            let buf = bytes::Bytes::from(vec![3u8; 1000 * 10]);
+            let n = client
+                .send_batch(server.local_address().clone(), 1000, buf)
+                .await
+                .unwrap();
+            assert_eq!(n, 10, "the batch still went out, the plain way");
+            assert!(!client.gso_enabled(), "and GSO is off for this socket");
+            for _ in 0..10 {
+                assert_eq!(server.receive().await.unwrap().packet.len(), 1000);
+            }
+        });
+    }
+}

@@ -96,10 +96,22 @@ impl Shared {
                     } else {
                         let start = i * SLOT;
                         let packet = Bytes::copy_from_slice(&rx.buf[start..start + m.len]);
-                        rx.queue.push_back(Ok(Datagram {
-                            packet,
-                            address: from,
-                        }));
+                        match m.segment {
+                            // Coalesced by GRO: split into its datagrams, slices of one copy.
+                            Some(seg) if seg < packet.len() => {
+                                for at in (0..packet.len()).step_by(seg) {
+                                    let end = (at + seg).min(packet.len());
+                                    rx.queue.push_back(Ok(Datagram {
+                                        packet: packet.slice(at..end),
+                                        address: from.clone(),
+                                    }));
+                                }
+                            }
+                            _ => rx.queue.push_back(Ok(Datagram {
+                                packet,
+                                address: from,
+                            })),
+                        }
                     }
                 }
                 match rx.queue.pop_front() {

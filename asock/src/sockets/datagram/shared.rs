@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use socket2::Socket as RawSocket;
 
 use super::outgoing::TxState;
@@ -36,6 +37,8 @@ pub(super) struct Shared {
     pub(super) remote: Option<SocketAddress>,
     broadcast: AtomicBool,
     timeout_ns: AtomicU64,
+    /// Batches go out as UDP GSO sends: supported here, asked for, and no `EIO` seen yet.
+    pub(super) gso: AtomicBool,
     /// Datagrams taken from the kernel and not yet handed out.
     pub(super) rx: Mutex<ReceiveBatch>,
     /// What the outgoing queue shares with its senders.
@@ -53,9 +56,11 @@ impl Shared {
         options: &SocketOptions,
         batch: usize,
         outgoing_capacity: usize,
+        gso: bool,
         path: Option<PathGuard>,
     ) -> Shared {
         Shared {
+            gso: AtomicBool::new(gso),
             io: IoSource::new(raw, handle, ready::ALL),
             local,
             remote,
@@ -207,6 +212,88 @@ impl Shared {
         let (out, to) = self.prepare(d)?;
         self.with_timeout(|cx| self.poll_send_one(cx, &out, &to))
             .await
+    }
+
+    /// Sends `buffer` to `to` as datagrams of `segment` bytes (the last possibly shorter): one
+    /// GSO send per up to 64 of them while GSO is on, else batched plain sends. A GSO send that
+    /// fails with `EIO` (a device that cannot offload) turns GSO off for this socket and the
+    /// batch goes out the plain way. Returns how many datagrams were sent.
+    pub(super) async fn send_segments(
+        &self,
+        to: SocketAddress,
+        segment: usize,
+        buffer: Bytes,
+    ) -> Result<usize> {
+        let limit = Datagram::max_payload(&to);
+        if segment == 0 || segment > limit {
+            return Err(Error::DatagramTooLarge {
+                size: segment,
+                limit,
+            });
+        }
+        let (dest, to) = self.prepare(Datagram::new(Bytes::new(), to))?;
+        let per_send = (limit / segment).clamp(1, sys::MAX_GSO_SEGMENTS);
+        let mut sent = 0;
+        for chunk_start in (0..buffer.len().max(1)).step_by(per_send * segment) {
+            let chunk =
+                buffer.slice(chunk_start..(chunk_start + per_send * segment).min(buffer.len()));
+            let count = chunk.len().div_ceil(segment).max(1);
+            if count > 1 && self.gso.load(Ordering::Relaxed) {
+                let r = self
+                    .with_timeout(|cx| {
+                        self.io
+                            .poll_io(
+                                cx,
+                                Direction::Write,
+                                |s| sys::send_segments(s, &chunk, segment, dest.addr.as_ref()),
+                                |_| false,
+                            )
+                            .map_err(|e| match e.raw_os_error() {
+                                Some(libc::EIO) => Error::Io {
+                                    op: "GSO send",
+                                    source: e,
+                                },
+                                _ => self.send_error(e, &to, chunk.len()),
+                            })
+                    })
+                    .await;
+                match r {
+                    Ok(_) => {
+                        sent += count;
+                        continue;
+                    }
+                    Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EIO) => {
+                        self.gso.store(false, Ordering::Relaxed);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let msgs: Vec<Outgoing> = (0..count)
+                .map(|i| Outgoing {
+                    data: chunk.slice(i * segment..((i + 1) * segment).min(chunk.len())),
+                    addr: dest.addr.clone(),
+                })
+                .collect();
+            let mut done = 0;
+            while done < msgs.len() {
+                let rest = &msgs[done..];
+                let n = self
+                    .with_timeout(|cx| {
+                        self.io
+                            .poll_io(
+                                cx,
+                                Direction::Write,
+                                |s| sys::send_batch(s, rest),
+                                |_| false,
+                            )
+                            .map_err(|e| self.send_error(e, &to, rest[0].data.len()))
+                    })
+                    .await?;
+                done += n.max(1);
+            }
+            sent += count;
+        }
+        Ok(sent)
     }
 
     /// Closes the socket now (see [`IoSource::close`]): every wait ends with `Error::Closed`,

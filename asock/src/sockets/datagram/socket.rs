@@ -51,6 +51,40 @@ macro_rules! datagram_common {
             self.shared.send(datagram).await
         }
 
+        /// Sends `buffer` to `to` as consecutive datagrams of `segment_size` bytes each (the last
+        /// may be shorter), and returns how many. Where the kernel offers UDP generic
+        /// segmentation offload (Linux, see [`UdpSocketBuilder::gso`]) up to 64 of them leave in
+        /// one system call as one large packet the kernel splits; elsewhere they leave in
+        /// batches of plain sends (`sendmmsg`). The datagrams are slices of `buffer`, never
+        /// copies. Fails before any system call with [`Error::DatagramTooLarge`] when
+        /// `segment_size` is 0 or past [`Datagram::max_payload`], and like
+        /// [`send`](Self::send) for the destination; a failure part-way reports the error (the
+        /// datagrams before it were sent).
+        ///
+        /// ```no_run
+        /// # async fn demo(selector: asock::SelectorManager) -> asock::Result<()> {
+        /// let socket = asock::a_socket(&selector).udp().bind("127.0.0.1:0").await?;
+        /// let to: asock::SocketAddress = "127.0.0.1:4433".parse()?;
+        /// let chunk = bytes::Bytes::from(vec![7u8; 1200 * 40]); // 40 datagrams of 1,200 bytes
+        /// assert_eq!(socket.send_batch(to, 1200, chunk).await?, 40);
+        /// # Ok(()) }
+        /// ```
+        pub async fn send_batch(
+            &self,
+            to: SocketAddress,
+            segment_size: usize,
+            buffer: Bytes,
+        ) -> Result<usize> {
+            self.shared.send_segments(to, segment_size, buffer).await
+        }
+
+        /// Whether [`send_batch`](Self::send_batch) uses UDP segmentation offload: supported
+        /// by the kernel, not turned off with [`UdpSocketBuilder::gso`], and no device refused
+        /// it (`EIO`) since.
+        pub fn gso_enabled(&self) -> bool {
+            self.shared.gso.load(std::sync::atomic::Ordering::Relaxed)
+        }
+
         /// The datagrams this socket receives, as a stream (Ktor's `incoming`).
         pub fn incoming(&self) -> Incoming {
             Incoming::new(Arc::clone(&self.shared))
