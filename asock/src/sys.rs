@@ -376,6 +376,8 @@ mod linux {
 
     /// The segment size of a `UDP_GRO` control message in `h`, if the kernel sent one that is
     /// well-formed and non-zero; anything else (no message, a short or foreign one) is `None`.
+    // The control lengths are `usize` with glibc and `u32` with musl: the casts are needed.
+    #[allow(clippy::unnecessary_cast)]
     pub(super) fn gro_segment(h: &libc::msghdr) -> Option<usize> {
         if h.msg_control.is_null()
             || (h.msg_controllen as usize) < std::mem::size_of::<libc::cmsghdr>()

@@ -179,3 +179,48 @@ fn send_batch_refuses_bad_segment_sizes_before_any_syscall() {
         }
     });
 }
+
+#[test]
+fn outgoing_sends_runs_of_equal_datagrams_whole_and_in_order() {
+    // Queued in one go, 40 datagrams to one peer (the last shorter) can leave as one GSO send,
+    // then two other sizes and a second peer break the runs; every datagram arrives intact.
+    let sel = selector();
+    sel.run_blocking(within(10, async {
+        let a = a_socket(&sel)
+            .udp()
+            .receive_buffer_size(1 << 20)
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let b = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let out = client.outgoing();
+        let (buf, sizes) = batch();
+        let mut at = 0;
+        for n in &sizes {
+            let d = asock::Datagram::new(buf.slice(at..at + n), a.local_address().clone());
+            out.send(d).await.unwrap();
+            at += n;
+        }
+        out.send(asock::Datagram::new(
+            vec![200u8; 10],
+            b.local_address().clone(),
+        ))
+        .await
+        .unwrap();
+        out.send(asock::Datagram::new(
+            vec![201u8; 3000],
+            a.local_address().clone(),
+        ))
+        .await
+        .unwrap();
+        out.flush().await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < sizes.len() {
+            got.push(a.receive().await.unwrap());
+        }
+        check(&got, &sizes, client.local_address());
+        assert_eq!(&a.receive().await.unwrap().packet[..], &[201u8; 3000][..]);
+        assert_eq!(&b.receive().await.unwrap().packet[..], &[200u8; 10][..]);
+    }));
+}

@@ -1,6 +1,8 @@
 //! The outgoing sender: [`DatagramSender`] queues datagrams from any number of tasks on a
 //! bounded `async-channel`, and one task per socket (launched by the first `outgoing()`) sends
-//! what is queued, up to 64 datagrams per system call (`sendmmsg` on Linux).
+//! what is queued, up to 64 datagrams per system call (`sendmmsg` on Linux); a run of queued
+//! datagrams to one destination with one size (the last may be shorter) leaves as one UDP GSO
+//! send where the socket has GSO (see `UdpSocketBuilder::gso`).
 //!
 //! The socket and each sender hold a sending end; when the last is dropped the task sends what
 //! is left and ends. [`DatagramSender::flush`] queues a marker behind the datagrams queued so
@@ -221,12 +223,81 @@ async fn send_loop(shared: Arc<Shared>, queue: Receiver<Queued>) {
     }
 }
 
-/// Hands `batch` to the kernel; a failure is recorded for the next `send` or `flush`.
+/// How many datagrams from the start of `rest` can leave as one GSO send: same destination,
+/// same size (the last may be shorter), within the kernel's limits.
+fn gso_run(rest: &[Outgoing], limit: usize) -> usize {
+    let Some(first) = rest.first() else {
+        return 0;
+    };
+    let seg = first.data.len();
+    if seg == 0 {
+        return 1;
+    }
+    let most = (limit / seg).min(sys::MAX_GSO_SEGMENTS);
+    let mut n = 1;
+    while n < rest.len() && n < most {
+        let d = &rest[n];
+        if d.addr != first.addr || d.data.len() > seg || d.data.is_empty() {
+            break;
+        }
+        n += 1;
+        if d.data.len() < seg {
+            break;
+        }
+    }
+    n
+}
+
+/// Hands `batch` to the kernel; a failure is recorded for the next `send` or `flush`. Runs of
+/// datagrams to one destination with one size leave as one GSO send while GSO is on.
 async fn send_batch(shared: &Shared, batch: &[Outgoing]) {
     let mut sent = 0;
     let mut refused = 0;
+    let mut joined: Vec<u8> = Vec::new();
     while sent < batch.len() {
         let rest = &batch[sent..];
+        if shared.gso.load(Ordering::Relaxed) {
+            let limit = match rest[0].addr.as_ref().and_then(|a| a.as_socket()) {
+                Some(a) => super::Datagram::max_payload(&a.into()),
+                None => shared.remote.as_ref().map_or(
+                    super::Datagram::MAX_IPV4_PAYLOAD,
+                    super::Datagram::max_payload,
+                ),
+            };
+            let run = gso_run(rest, limit);
+            if run > 1 {
+                joined.clear();
+                for d in &rest[..run] {
+                    joined.extend_from_slice(&d.data);
+                }
+                let seg = rest[0].data.len();
+                let addr = rest[0].addr.as_ref();
+                let r = poll_fn(|cx| {
+                    shared.io.poll_io(
+                        cx,
+                        Direction::Write,
+                        |s| sys::send_segments(s, &joined, seg, addr),
+                        |_| false,
+                    )
+                })
+                .await;
+                match r {
+                    Ok(_) => {
+                        sent += run;
+                        refused = 0;
+                        continue;
+                    }
+                    Err(_) if shared.io.is_closed() => return,
+                    // The device cannot offload: plain sends from now on.
+                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                        shared.gso.store(false, Ordering::Relaxed);
+                        continue;
+                    }
+                    // Fall through to the plain path, which reports or retries it.
+                    Err(_) => {}
+                }
+            }
+        }
         let r = poll_fn(|cx| {
             shared.io.poll_io(
                 cx,
