@@ -13,7 +13,9 @@
 #
 # Environment: ROUNDS (5), DURATION seconds per run (3), WARMUP seconds (0.5), SOCKETS client
 # sockets (8), WINDOW datagrams in flight per socket (16), SIZE payload bytes (64), SERVER_CPU
-# (0), LOAD_CPU (1), SERVERS ("asock tokio asock-nobatch"), CARGO_TARGET_DIR.
+# (0), LOAD_CPU (1), SERVERS ("asock tokio asock-nobatch"), CARGO_TARGET_DIR, BASE_BIN (a
+# directory holding asock-udp-echo from another build: adds server "asock-base", for before/after
+# runs such as `BASE_BIN=/tmp/base SERVERS="asock asock-base" bench/udp_compare.sh`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -26,7 +28,12 @@ WINDOW=${WINDOW:-16}
 SIZE=${SIZE:-64}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-SERVERS=${SERVERS:-asock tokio asock-nobatch}
+BASE_BIN=${BASE_BIN:-}
+if [[ -n $BASE_BIN ]]; then
+    SERVERS=${SERVERS:-asock asock-base tokio asock-nobatch}
+else
+    SERVERS=${SERVERS:-asock tokio asock-nobatch}
+fi
 
 (cd "$ROOT" && cargo build --release --quiet -p asock-udp-load -p asock-bench-peers)
 
@@ -34,6 +41,7 @@ server_cmd() {
     case $1 in
         asock) echo "$BIN/asock-udp-echo" ;;
         asock-nobatch) echo "$BIN/asock-udp-echo --batch 1 --direct" ;;
+        asock-base) echo "${BASE_BIN:?BASE_BIN must name a directory}/asock-udp-echo" ;;
         tokio) echo "$BIN/tokio-udp-echo" ;;
         *) echo "unknown server $1" >&2; return 1 ;;
     esac
@@ -127,6 +135,7 @@ def ratio(a, b):
         print(f"{a} / {b}: {med[a] / med[b]:.2f}x datagrams/s, {cpu[b] / max(cpu[a], 1e-9):.2f}x less CPU per datagram")
 print()
 ratio("asock", "tokio")
+ratio("asock", "asock-base")
 ratio("asock", "asock-nobatch")
 ratio("asock-nobatch", "tokio")
 PY

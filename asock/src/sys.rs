@@ -1,5 +1,5 @@
-//! The platform seam: Linux fast paths (`recvmmsg`/`sendmmsg`, `SO_PEERCRED`, Unix autobind,
-//! `dup3`) with a portable fallback, the way mio keeps its platform code apart.
+//! The platform seam: Linux fast paths (`recvmmsg`/`sendmmsg`, UDP segmentation offload (GSO)
+//! and receive offload (GRO), `SO_PEERCRED`, Unix autobind, `dup3`) with a portable fallback, the way mio keeps its platform code apart.
 //!
 //! Every `unsafe` block in asock lives here, each with its own `SAFETY:` note.
 
@@ -27,6 +27,91 @@ pub(crate) struct Received {
     pub(crate) truncated: bool,
     /// The sender, when the kernel reported one.
     pub(crate) addr: Option<SockAddr>,
+    /// With GRO on: the size of the datagrams the kernel coalesced into this one buffer (each
+    /// `segment` bytes, the last possibly shorter). `None`: one datagram.
+    pub(crate) segment: Option<usize>,
+}
+
+/// The most datagrams one GSO send may carry (the kernel's `UDP_MAX_SEGMENTS`).
+pub(crate) const MAX_GSO_SEGMENTS: usize = 64;
+
+/// Whether the kernel offers UDP generic segmentation offload (`UDP_SEGMENT`, Linux 4.18+) on
+/// `sock`: the socket option can be read.
+pub(crate) fn gso_supported(sock: &RawSocket) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        linux::get_udp_option(sock, libc::UDP_SEGMENT).is_ok()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = sock;
+        false
+    }
+}
+
+/// Turns UDP generic receive offload (`UDP_GRO`, Linux 5.0+) on or off; `Ok(false)` where the
+/// kernel or platform lacks it.
+pub(crate) fn set_gro(sock: &RawSocket, on: bool) -> io::Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        match linux::set_udp_option(sock, libc::UDP_GRO, on as libc::c_int) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (sock, on);
+        Ok(false)
+    }
+}
+
+/// Sends `buf` to `addr` (`None` on a connected socket) as datagrams of `segment` bytes each,
+/// the last possibly shorter, with one `sendmsg` carrying a `UDP_SEGMENT` control message.
+/// The caller keeps to the kernel's limits: at most [`MAX_GSO_SEGMENTS`] segments and one
+/// UDP datagram's worth of bytes in all.
+pub(crate) fn send_segments(
+    sock: &RawSocket,
+    buf: &[u8],
+    segment: usize,
+    addr: Option<&SockAddr>,
+) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        #[cfg(test)]
+        if test_hooks::take_gso_eio() {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        linux::send_segments(sock, buf, segment, addr)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (sock, buf, segment, addr);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "UDP segmentation offload is Linux-only",
+        ))
+    }
+}
+
+/// Faults the unit tests inject into the seam.
+#[cfg(test)]
+pub(crate) mod test_hooks {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static GSO_EIO: AtomicUsize = AtomicUsize::new(0);
+
+    /// The next `n` GSO sends fail with `EIO`, as on a device without checksum offload.
+    pub(crate) fn fail_gso_sends(n: usize) {
+        GSO_EIO.store(n, Ordering::SeqCst);
+    }
+
+    pub(super) fn take_gso_eio() -> bool {
+        GSO_EIO
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
 }
 
 /// One datagram handed to [`send_batch`].
@@ -50,6 +135,7 @@ pub(crate) fn recv_one(
         len: len.min(buf.len()),
         truncated: flags.is_truncated(),
         addr: (addr.len() > 0).then_some(addr),
+        segment: None,
     });
     Ok(1)
 }
@@ -205,6 +291,8 @@ mod linux {
     use socket2::{SockAddr, Socket as RawSocket};
 
     use super::{Outgoing, Received, MAX_BATCH};
+    #[cfg(test)]
+    pub(super) use gro_segment as parse_gro_segment;
 
     pub(super) fn recv_batch(
         sock: &RawSocket,
@@ -221,6 +309,7 @@ mod linux {
         let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        let mut controls = [Control::new(); MAX_BATCH];
         for (i, chunk) in buf.chunks_exact_mut(slot).take(n).enumerate() {
             iovs[i] = libc::iovec {
                 iov_base: chunk.as_mut_ptr().cast(),
@@ -233,9 +322,11 @@ mod linux {
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut iovs[i];
             h.msg_iovlen = 1;
+            h.msg_control = controls[i].0.as_mut_ptr().cast();
+            h.msg_controllen = CONTROL_LEN as _;
         }
-        // SAFETY: `hdrs[..n]` are initialised headers; each points at its own address storage
-        // and one iovec, which points at a distinct `slot`-byte piece of `buf`. All of these
+        // SAFETY: `hdrs[..n]` are initialised headers; each points at its own address storage,
+        // its own control buffer and one iovec, which points at a distinct `slot`-byte piece of `buf`. All of these
         // outlive the call, and the kernel writes within the given lengths only. The socket is
         // non-blocking and no timeout is passed.
         let r = unsafe {
@@ -263,9 +354,143 @@ mod linux {
                 len: (hdrs[i].msg_len as usize).min(slot),
                 truncated: h.msg_flags & libc::MSG_TRUNC != 0,
                 addr,
+                segment: gro_segment(h),
             });
         }
         Ok(got)
+    }
+
+    /// Room for one control message of an `int` (what `UDP_GRO` reports), and then some.
+    const CONTROL_LEN: usize = 64;
+
+    /// A control-message buffer aligned for `cmsghdr`.
+    #[derive(Clone, Copy)]
+    #[repr(C, align(8))]
+    pub(super) struct Control(pub(super) [u8; CONTROL_LEN]);
+
+    impl Control {
+        pub(super) const fn new() -> Self {
+            Control([0; CONTROL_LEN])
+        }
+    }
+
+    /// The segment size of a `UDP_GRO` control message in `h`, if the kernel sent one that is
+    /// well-formed and non-zero; anything else (no message, a short or foreign one) is `None`.
+    // The control lengths are `usize` with glibc and `u32` with musl: the casts are needed.
+    #[allow(clippy::unnecessary_cast)]
+    pub(super) fn gro_segment(h: &libc::msghdr) -> Option<usize> {
+        if h.msg_control.is_null()
+            || (h.msg_controllen as usize) < std::mem::size_of::<libc::cmsghdr>()
+        {
+            return None;
+        }
+        // SAFETY: `h` describes a control buffer of `msg_controllen` bytes that it points at
+        // (ours, aligned for `cmsghdr`); CMSG_FIRSTHDR/CMSG_NXTHDR only return headers that lie
+        // wholly inside it, or null.
+        let mut c = unsafe { libc::CMSG_FIRSTHDR(h) };
+        while !c.is_null() {
+            // SAFETY: `c` is a header inside the buffer (see above), read without moving it.
+            let (level, kind, len) =
+                unsafe { ((*c).cmsg_level, (*c).cmsg_type, (*c).cmsg_len as usize) };
+            // SAFETY: a length constant for an `int` payload.
+            let want = unsafe { libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as libc::c_uint) }
+                as usize;
+            if level == libc::SOL_UDP && kind == libc::UDP_GRO && len >= want {
+                // SAFETY: the header says it carries at least an `int` of data, which lies in
+                // the buffer; read unaligned, as the kernel gives no alignment promise.
+                let size =
+                    unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int) };
+                return usize::try_from(size).ok().filter(|&s| s > 0);
+            }
+            // SAFETY: as for CMSG_FIRSTHDR.
+            c = unsafe { libc::CMSG_NXTHDR(h, c) };
+        }
+        None
+    }
+
+    pub(super) fn get_udp_option(sock: &RawSocket, name: libc::c_int) -> io::Result<libc::c_int> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` is a writable `int` and `len` its exact size; the kernel writes at most
+        // `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_UDP,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(v)
+    }
+
+    pub(super) fn set_udp_option(
+        sock: &RawSocket,
+        name: libc::c_int,
+        v: libc::c_int,
+    ) -> io::Result<()> {
+        // SAFETY: `v` is a readable `int` of the stated size.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_UDP,
+                name,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    pub(super) fn send_segments(
+        sock: &RawSocket,
+        buf: &[u8],
+        segment: usize,
+        addr: Option<&SockAddr>,
+    ) -> io::Result<usize> {
+        let segment = u16::try_from(segment)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too large"))?;
+        let mut iov = libc::iovec {
+            // The kernel only reads through this pointer.
+            iov_base: buf.as_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        let mut control = Control::new();
+        // SAFETY: a zeroed `msghdr` is valid (null pointers, zero lengths).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        if let Some(a) = addr {
+            msg.msg_name = a.as_ptr() as *mut libc::c_void;
+            msg.msg_namelen = a.len();
+        }
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        // SAFETY: a length constant for a `u16` payload.
+        msg.msg_controllen =
+            unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as libc::c_uint) } as _;
+        // SAFETY: `msg` points at our aligned control buffer, larger than CMSG_SPACE(2), so the
+        // first header and its two data bytes lie inside it; the data is written unaligned.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = libc::UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as libc::c_uint) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
+        }
+        // SAFETY: `msg` points at one iovec over `buf`, optionally a live `SockAddr` of the
+        // stated length, and the control buffer; all outlive the call, which only reads them.
+        let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r as usize)
     }
 
     pub(super) fn send_batch(sock: &RawSocket, msgs: &[Outgoing]) -> io::Result<usize> {
@@ -370,5 +595,112 @@ pub(crate) fn close_in_place(fd: std::os::fd::RawFd) -> io::Result<()> {
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::linux::{parse_gro_segment, Control};
+
+    /// A `msghdr` over `control`, holding one control message of `level`/`kind` with `data`.
+    fn with_cmsg(
+        control: &mut Control,
+        level: i32,
+        kind: i32,
+        data: &[u8],
+        len: usize,
+    ) -> libc::msghdr {
+        // SAFETY: a zeroed `msghdr` is valid.
+        let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+        h.msg_control = control.0.as_mut_ptr().cast();
+        h.msg_controllen = control.0.len() as _;
+        // SAFETY: the control buffer is aligned and larger than one header plus `data`.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&h);
+            (*c).cmsg_level = level;
+            (*c).cmsg_type = kind;
+            (*c).cmsg_len = len as _;
+            std::ptr::copy_nonoverlapping(data.as_ptr(), libc::CMSG_DATA(c), data.len());
+            h.msg_controllen = libc::CMSG_SPACE(data.len() as u32) as _;
+        }
+        h
+    }
+
+    fn int_len() -> usize {
+        // SAFETY: a length constant.
+        unsafe { libc::CMSG_LEN(4) as usize }
+    }
+
+    #[test]
+    fn gro_segment_size_is_read_from_a_well_formed_message() {
+        let mut c = Control::new();
+        let h = with_cmsg(
+            &mut c,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            &1200i32.to_ne_bytes(),
+            int_len(),
+        );
+        assert_eq!(parse_gro_segment(&h), Some(1200));
+    }
+
+    #[test]
+    fn malformed_or_foreign_control_messages_are_ignored() {
+        let mut c = Control::new();
+        // Truncated: the header claims less than an int of data.
+        let h = with_cmsg(
+            &mut c,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            &1200i32.to_ne_bytes(),
+            int_len() - 2,
+        );
+        assert_eq!(parse_gro_segment(&h), None);
+        // Another level or type.
+        let h = with_cmsg(
+            &mut c,
+            libc::SOL_IP,
+            libc::UDP_GRO,
+            &1200i32.to_ne_bytes(),
+            int_len(),
+        );
+        assert_eq!(parse_gro_segment(&h), None);
+        let h = with_cmsg(
+            &mut c,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            &1200i32.to_ne_bytes(),
+            int_len(),
+        );
+        assert_eq!(parse_gro_segment(&h), None);
+        // A zero or negative size.
+        let h = with_cmsg(
+            &mut c,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            &0i32.to_ne_bytes(),
+            int_len(),
+        );
+        assert_eq!(parse_gro_segment(&h), None);
+        let h = with_cmsg(
+            &mut c,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            &(-5i32).to_ne_bytes(),
+            int_len(),
+        );
+        assert_eq!(parse_gro_segment(&h), None);
+        // A control length too short for any header, and none at all.
+        let mut h = with_cmsg(
+            &mut c,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            &1200i32.to_ne_bytes(),
+            int_len(),
+        );
+        h.msg_controllen = 4;
+        assert_eq!(parse_gro_segment(&h), None);
+        h.msg_control = std::ptr::null_mut();
+        assert_eq!(parse_gro_segment(&h), None);
     }
 }

@@ -107,7 +107,7 @@ impl LoopShared {
             let mut inj = lock(&self.inject);
             if inj.closed {
                 drop(inj);
-                drop(runnable);
+                drop_tasks([runnable]);
                 return;
             }
             inj.tasks.push_back(runnable);
@@ -178,7 +178,7 @@ impl LoopShared {
             inj.closed = true;
             std::mem::take(&mut inj.tasks)
         };
-        drop(leftover);
+        drop_tasks(leftover);
         let _ = self.waker.wake();
     }
 
@@ -399,7 +399,7 @@ pub(crate) fn run(
             std::mem::take(&mut inj.timers),
         )
     };
-    drop(leftover);
+    drop_tasks(leftover);
     for t in timers {
         t.orphan();
     }
@@ -412,6 +412,50 @@ pub(crate) fn run(
     }
     local.timers.borrow_mut().orphan_all();
     CURRENT.with(|c| c.borrow_mut().take());
+}
+
+/// Drops tasks that will never run again (their loop closed), cancelling them.
+///
+/// A task's drop may wake another task from inside a lock that the second task's drop needs
+/// (a channel's last sender, dropped with the first task, wakes the receiving task from inside
+/// `event-listener`'s list lock, and the receiver's drop takes that lock to unlist itself).
+/// Dropping the second task inside that wake-up would deadlock, so while a drop is under way on
+/// this thread every further one is queued, and the outermost call drops them afterwards.
+fn drop_tasks(tasks: impl IntoIterator<Item = Runnable>) {
+    thread_local! {
+        static DEFERRED: std::cell::RefCell<Option<Vec<Runnable>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let mut tasks = tasks.into_iter();
+    // `None`: a drop is under way on this thread and took the tasks; otherwise this call is
+    // the outermost and drops them itself.
+    let outermost = DEFERRED.try_with(|d| {
+        let mut d = d.borrow_mut();
+        match &mut *d {
+            Some(list) => {
+                list.extend(&mut tasks);
+                false
+            }
+            None => {
+                *d = Some(Vec::new());
+                true
+            }
+        }
+    });
+    match outermost {
+        Ok(false) => {}
+        Ok(true) => {
+            for task in tasks {
+                drop(task);
+            }
+            while let Some(task) = DEFERRED.with(|d| d.borrow_mut().as_mut().and_then(Vec::pop)) {
+                drop(task);
+            }
+            DEFERRED.with(|d| *d.borrow_mut() = None);
+        }
+        // The thread is exiting and its locals are gone: nothing can be deferred.
+        Err(_) => tasks.for_each(drop),
+    }
 }
 
 fn take_injected(local: &Local, inj: &mut Inject) {

@@ -1,23 +1,23 @@
 //! Socket builders and socket types: [`a_socket`] → [`SocketBuilder`] → `.tcp()`.
 
+mod datagram;
 mod options;
 mod stream;
 mod tcp;
-mod udp;
 mod unix;
 
 use socket2::SockAddr;
 
+pub use datagram::{
+    BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramSender, Incoming,
+    UdpSocketBuilder,
+};
 pub use options::SocketOptions;
 pub(crate) use options::{option_setters, Kind};
 #[allow(unused_imports)] // used by TLS only
 pub(crate) use stream::StreamShared;
 pub use stream::{Connection, Socket};
 pub use tcp::{AcceptBackoff, ServerSocket, TcpSocketBuilder};
-pub use udp::{
-    BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramSender, Incoming,
-    UdpSocketBuilder,
-};
 pub use unix::PeerCredentials;
 
 use crate::address::SocketAddress;

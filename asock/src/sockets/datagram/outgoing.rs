@@ -1,0 +1,337 @@
+//! The outgoing sender: [`DatagramSender`] queues datagrams from any number of tasks on a
+//! bounded `async-channel`, and one task per socket (launched by the first `outgoing()`) sends
+//! what is queued, up to 64 datagrams per system call (`sendmmsg` on Linux); a run of queued
+//! datagrams to one destination with one size (the last may be shorter) leaves as one UDP GSO
+//! send where the socket has GSO (see `UdpSocketBuilder::gso`).
+//!
+//! The socket and each sender hold a sending end; when the last is dropped the task sends what
+//! is left and ends. [`DatagramSender::flush`] queues a marker behind the datagrams queued so
+//! far and waits for the task to reach it. Closing the socket (or its manager) ends the task,
+//! drops what is queued and fails pending and later sends and flushes with `Error::Closed`.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
+
+use async_channel::{Receiver, Sender};
+
+use super::shared::Shared;
+use super::Datagram;
+use crate::error::{Error, Result};
+use crate::selector::registration::Direction;
+use crate::sockets::from_sockaddr;
+use crate::sys::{self, Outgoing};
+use crate::util::lock;
+
+/// What goes through the queue.
+enum Queued {
+    /// A checked datagram.
+    Datagram(Outgoing),
+    /// A flush: answered once every datagram queued before it was handed to the kernel.
+    Flush(Sender<()>),
+}
+
+/// What the outgoing queue shares with its socket: the first failure of a queued send, and how
+/// many datagrams are queued and not yet handed to the kernel.
+pub(super) struct TxState {
+    capacity: usize,
+    pending: AtomicUsize,
+    error: Mutex<Option<Error>>,
+}
+
+impl TxState {
+    pub(super) fn new(capacity: usize) -> Self {
+        TxState {
+            capacity: capacity.max(1),
+            pending: AtomicUsize::new(0),
+            error: Mutex::new(None),
+        }
+    }
+
+    fn take_error(&self) -> Option<Error> {
+        lock(&self.error).take()
+    }
+
+    fn record_error(&self, e: Error) {
+        let mut error = lock(&self.error);
+        if error.is_none() {
+            *error = Some(e);
+        }
+    }
+
+    fn done(&self, n: usize) {
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// The socket's end of its outgoing queue, made (with the sending task) on first use.
+#[derive(Default)]
+pub(super) struct Outbox(OnceLock<Sender<Queued>>);
+
+impl Outbox {
+    /// A sender on `shared`'s queue; the first call starts the task that sends what it queues.
+    pub(super) fn sender(&self, shared: &Arc<Shared>) -> DatagramSender {
+        let queue = self.0.get_or_init(|| {
+            let (tx, rx) = async_channel::bounded(shared.tx.capacity);
+            // Detached: it ends when the socket closes, or when every sending end is gone and
+            // the queue is empty.
+            drop(shared.io.handle().launch(send_loop(shared.clone(), rx)));
+            tx
+        });
+        DatagramSender {
+            shared: shared.clone(),
+            queue: queue.clone(),
+        }
+    }
+
+    /// Closes the queue: nothing more can be queued.
+    pub(super) fn close(&self) {
+        if let Some(q) = self.0.get() {
+            q.close();
+        }
+    }
+}
+
+/// A cloneable sender that queues datagrams for a socket from any number of tasks: Ktor's
+/// `outgoing` channel. Made by [`BoundDatagramSocket::outgoing`](super::BoundDatagramSocket::outgoing)
+/// or [`ConnectedDatagramSocket::outgoing`](super::ConnectedDatagramSocket::outgoing).
+///
+/// A background task on the socket's selector sends what is queued, many datagrams per system
+/// call (`sendmmsg` on Linux) when many are waiting. Size, destination and broadcast are checked
+/// by [`send`](Self::send) itself; a failure the kernel reports later for a queued datagram is
+/// returned by the next `send` or [`flush`](Self::flush) (and that call's datagram is not
+/// queued).
+///
+/// ```no_run
+/// # async fn demo(selector: asock::SelectorManager) -> asock::Result<()> {
+/// let socket = asock::a_socket(&selector).udp().bind("127.0.0.1:0").await?;
+/// let out = socket.outgoing();
+/// for i in 0..4 {
+///     let out = out.clone();
+///     selector.launch(async move {
+///         let d = asock::Datagram::new(format!("task {i}"), "127.0.0.1:9999".parse::<asock::SocketAddress>()?);
+///         out.send(d).await
+///     });
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DatagramSender {
+    shared: Arc<Shared>,
+    queue: Sender<Queued>,
+}
+
+impl std::fmt::Debug for DatagramSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatagramSender")
+            .field("local", &self.shared.local)
+            .finish()
+    }
+}
+
+impl DatagramSender {
+    /// Queues `datagram`, waiting only while the queue is full. Fails at once with
+    /// [`Error::DatagramTooLarge`], [`Error::WrongDestination`] or
+    /// [`Error::BroadcastNotEnabled`] before anything is queued, and with [`Error::Closed`]
+    /// once the socket is closed.
+    pub async fn send(&self, datagram: Datagram) -> Result<()> {
+        let (out, _) = self.shared.prepare(datagram)?;
+        if let Some(e) = self.shared.tx.take_error() {
+            return Err(e);
+        }
+        self.shared.tx.pending.fetch_add(1, Ordering::AcqRel);
+        if self.queue.send(Queued::Datagram(out)).await.is_err() {
+            self.shared.tx.done(1);
+            return Err(Error::Closed("socket"));
+        }
+        Ok(())
+    }
+
+    /// Waits until every datagram queued so far has been handed to the kernel, and reports a
+    /// failure of any of them.
+    pub async fn flush(&self) -> Result<()> {
+        let tx = &self.shared.tx;
+        if tx.pending.load(Ordering::Acquire) == 0 {
+            return tx.take_error().map_or(Ok(()), Err);
+        }
+        let (done, reached) = async_channel::bounded(1);
+        if self.queue.send(Queued::Flush(done)).await.is_err() {
+            return Err(Error::Closed("socket"));
+        }
+        // The task answers, or drops the marker when it ends; a manager that closes drops the
+        // task with the marker still queued, so the close itself ends the wait too.
+        let mut answer = pin!(reached.recv());
+        let answered = poll_fn(|cx| {
+            if let Poll::Ready(r) = answer.as_mut().poll(cx) {
+                return Poll::Ready(r.is_ok());
+            }
+            if self.shared.io.poll_closed(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            Poll::Pending
+        })
+        .await;
+        match (tx.take_error(), answered) {
+            (Some(e), _) => Err(e),
+            (None, true) => Ok(()),
+            (None, false) => Err(Error::Closed("socket")),
+        }
+    }
+
+    /// Datagrams queued (or waiting for room in the queue) and not yet handed to the kernel.
+    pub fn queued(&self) -> usize {
+        self.shared.tx.pending.load(Ordering::Acquire)
+    }
+}
+
+/// Sends what [`DatagramSender`]s queue, in batches of up to 64 datagrams per system call.
+async fn send_loop(shared: Arc<Shared>, queue: Receiver<Queued>) {
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(sys::MAX_BATCH);
+    let mut flushes: Vec<Sender<()>> = Vec::new();
+    while let Ok(first) = queue.recv().await {
+        if shared.io.is_closed() {
+            break;
+        }
+        let mut next = Some(first);
+        while let Some(q) = next.take() {
+            match q {
+                Queued::Datagram(d) => batch.push(d),
+                Queued::Flush(f) => flushes.push(f),
+            }
+            if batch.len() < sys::MAX_BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        send_batch(&shared, &batch).await;
+        shared.tx.done(batch.len());
+        batch.clear();
+        for f in flushes.drain(..) {
+            let _ = f.try_send(());
+        }
+        if shared.io.is_closed() {
+            break;
+        }
+    }
+    // Closed (or every sending end gone): drop what is left, so that pending flushes end.
+    queue.close();
+    while let Ok(q) = queue.try_recv() {
+        if let Queued::Datagram(_) = q {
+            shared.tx.done(1);
+        }
+    }
+}
+
+/// How many datagrams from the start of `rest` can leave as one GSO send: same destination,
+/// same size (the last may be shorter), within the kernel's limits.
+fn gso_run(rest: &[Outgoing], limit: usize) -> usize {
+    let Some(first) = rest.first() else {
+        return 0;
+    };
+    let seg = first.data.len();
+    if seg == 0 {
+        return 1;
+    }
+    let most = (limit / seg).min(sys::MAX_GSO_SEGMENTS);
+    let mut n = 1;
+    while n < rest.len() && n < most {
+        let d = &rest[n];
+        if d.addr != first.addr || d.data.len() > seg || d.data.is_empty() {
+            break;
+        }
+        n += 1;
+        if d.data.len() < seg {
+            break;
+        }
+    }
+    n
+}
+
+/// Hands `batch` to the kernel; a failure is recorded for the next `send` or `flush`. Runs of
+/// datagrams to one destination with one size leave as one GSO send while GSO is on.
+async fn send_batch(shared: &Shared, batch: &[Outgoing]) {
+    let mut sent = 0;
+    let mut refused = 0;
+    let mut joined: Vec<u8> = Vec::new();
+    while sent < batch.len() {
+        let rest = &batch[sent..];
+        if shared.gso.load(Ordering::Relaxed) {
+            let limit = match rest[0].addr.as_ref().and_then(|a| a.as_socket()) {
+                Some(a) => super::Datagram::max_payload(&a.into()),
+                None => shared.remote.as_ref().map_or(
+                    super::Datagram::MAX_IPV4_PAYLOAD,
+                    super::Datagram::max_payload,
+                ),
+            };
+            let run = gso_run(rest, limit);
+            if run > 1 {
+                joined.clear();
+                for d in &rest[..run] {
+                    joined.extend_from_slice(&d.data);
+                }
+                let seg = rest[0].data.len();
+                let addr = rest[0].addr.as_ref();
+                let r = poll_fn(|cx| {
+                    shared.io.poll_io(
+                        cx,
+                        Direction::Write,
+                        |s| sys::send_segments(s, &joined, seg, addr),
+                        |_| false,
+                    )
+                })
+                .await;
+                match r {
+                    Ok(_) => {
+                        sent += run;
+                        refused = 0;
+                        continue;
+                    }
+                    Err(_) if shared.io.is_closed() => return,
+                    // The device cannot offload: plain sends from now on.
+                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                        shared.gso.store(false, Ordering::Relaxed);
+                        continue;
+                    }
+                    // Fall through to the plain path, which reports or retries it.
+                    Err(_) => {}
+                }
+            }
+        }
+        let r = poll_fn(|cx| {
+            shared.io.poll_io(
+                cx,
+                Direction::Write,
+                |s| sys::send_batch(s, rest),
+                |_| false,
+            )
+        })
+        .await;
+        match r {
+            Ok(n) => {
+                sent += n.max(1);
+                refused = 0;
+            }
+            Err(_) if shared.io.is_closed() => return,
+            // ICMP "port unreachable" for an earlier datagram: this one was not sent and the
+            // error is now consumed, so try it once more.
+            Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) && refused == 0 => {
+                refused += 1;
+            }
+            Err(e) => {
+                let d = &batch[sent];
+                let to = shared.remote.clone().unwrap_or_else(|| {
+                    d.addr
+                        .as_ref()
+                        .map(from_sockaddr)
+                        .unwrap_or_else(|| shared.local.clone())
+                });
+                shared
+                    .tx
+                    .record_error(shared.send_error(e, &to, d.data.len()));
+                sent += 1;
+                refused = 0;
+            }
+        }
+    }
+}

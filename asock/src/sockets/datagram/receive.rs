@@ -1,0 +1,128 @@
+//! The receive batch: datagrams one system call took from the kernel (`recvmmsg` on Linux) and
+//! not yet handed out, shared by every task receiving on the socket.
+//!
+//! A receive takes the next queued datagram when there is one, else a new batch from the
+//! kernel. Waiting is the registration's alone: a receiver waits only after finding both the
+//! queue and the kernel empty, and the readiness edge that ends the wait wakes every waiting
+//! receiver; whichever runs first takes the batch and the others find the rest queued. So with
+//! one receiver busy, the others take what it left.
+//!
+//! Each datagram handed out spends one unit of the task's cooperative budget (`coop`), so a
+//! busy socket yields its loop like any other source.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+
+use super::shared::Shared;
+use super::Datagram;
+use crate::address::SocketAddress;
+use crate::error::{Error, Result};
+use crate::selector::coop;
+use crate::selector::registration::Direction;
+use crate::sockets::from_sockaddr;
+use crate::sys::{self, Received, SLOT};
+use crate::util::lock;
+
+/// Datagrams taken from the kernel and not yet handed out, and the buffers they came through.
+pub(super) struct ReceiveBatch {
+    queue: VecDeque<Result<Datagram>>,
+    /// `slots` receive slots of [`SLOT`] bytes, allocated on first use.
+    buf: Vec<u8>,
+    meta: Vec<Received>,
+    /// Datagrams one system call may take.
+    slots: usize,
+}
+
+impl ReceiveBatch {
+    pub(super) fn new(slots: usize) -> Self {
+        ReceiveBatch {
+            queue: VecDeque::new(),
+            buf: Vec::new(),
+            meta: Vec::new(),
+            slots: slots.max(1),
+        }
+    }
+}
+
+impl Shared {
+    /// The next datagram: a queued one, else a new batch from the kernel. Cancel-safe: a
+    /// datagram taken from the kernel stays queued until a receiver takes it.
+    pub(super) fn poll_receive(&self, cx: &mut Context<'_>) -> Poll<Result<Datagram>> {
+        if self.io.is_closed() {
+            return Poll::Ready(Err(Error::Closed("socket")));
+        }
+        let mut guard = lock(&self.rx);
+        let rx = &mut *guard;
+        if !rx.queue.is_empty() {
+            if !coop::proceed(cx) {
+                return Poll::Pending;
+            }
+            if let Some(d) = rx.queue.pop_front() {
+                coop::spend();
+                return Poll::Ready(d);
+            }
+        }
+        if rx.buf.is_empty() {
+            rx.buf = vec![0; rx.slots * SLOT];
+        }
+        let slots = rx.slots;
+        let (buf, meta) = (&mut rx.buf, &mut rx.meta);
+        let r = self.io.poll_io(
+            cx,
+            Direction::Read,
+            |s| {
+                meta.clear();
+                sys::recv_batch(s, buf, SLOT, meta)
+            },
+            |n| *n < slots,
+        );
+        match r {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.receive_error(e))),
+            Poll::Ready(Ok(_)) => {
+                for (i, m) in rx.meta.drain(..).enumerate() {
+                    let from = match &m.addr {
+                        Some(a) => from_sockaddr(a),
+                        None => self
+                            .remote
+                            .clone()
+                            .unwrap_or_else(|| SocketAddress::Unix(Default::default())),
+                    };
+                    if m.truncated {
+                        rx.queue
+                            .push_back(Err(Error::DatagramTruncated { from, limit: SLOT }));
+                    } else {
+                        let start = i * SLOT;
+                        let packet = Bytes::copy_from_slice(&rx.buf[start..start + m.len]);
+                        match m.segment {
+                            // Coalesced by GRO: split into its datagrams, slices of one copy.
+                            Some(seg) if seg < packet.len() => {
+                                for at in (0..packet.len()).step_by(seg) {
+                                    let end = (at + seg).min(packet.len());
+                                    rx.queue.push_back(Ok(Datagram {
+                                        packet: packet.slice(at..end),
+                                        address: from.clone(),
+                                    }));
+                                }
+                            }
+                            _ => rx.queue.push_back(Ok(Datagram {
+                                packet,
+                                address: from,
+                            })),
+                        }
+                    }
+                }
+                match rx.queue.pop_front() {
+                    Some(d) => Poll::Ready(d),
+                    None => {
+                        // A batch holds at least one datagram; should none have come, look again.
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+    }
+}
