@@ -2,8 +2,9 @@
 //!
 //! Raw TCP, UDP and Unix-domain sockets with an async ("suspending") API over non-blocking
 //! I/O, byte read/write channels, and TLS: the design of Ktor's sockets module
-//! (`ktor-network`, `ktor-network-tls`), in Rust. Coming from Ktor? `docs/from-ktor.md` in the
-//! repository maps every Ktor sockets API to its asock counterpart, side by side.
+//! (`ktor-network`, `ktor-network-tls`), in Rust. Coming from Ktor?
+//! [`docs/from-ktor.md`](https://github.com/asock-rs/asock/blob/main/docs/from-ktor.md) maps
+//! every Ktor sockets API to its asock counterpart, side by side.
 //!
 //! ```no_run
 //! use asock::{a_socket, SelectorManager};

@@ -31,6 +31,28 @@ const DROP_FLUSH_LIMIT: Duration = Duration::from_secs(30);
 /// The write methods are cancel-safe in the sense that matters: once a write call was polled,
 /// its bytes are either sent or queued in the channel, and a later `flush` or the drop sends
 /// them. `flush` and `close` can be retried.
+///
+/// # Example
+/// ```
+/// use asock::{a_socket, SelectorManager};
+///
+/// let selector = SelectorManager::builder().threads(1).build()?;
+/// selector.run_blocking(async {
+///     let server = a_socket(&selector).tcp().bind("127.0.0.1:0").await?;
+///     let socket = a_socket(&selector).tcp().connect(server.local_address().clone()).await?;
+///     let peer = server.accept().await?;
+///     let mut output = socket.open_write_channel(false); // buffered until flush
+///     output.write_str("GET / HTTP/1.0\r\n").await?;
+///     output.write_u16(0x0d0a).await?; // big-endian: "\r\n"
+///     assert_eq!(output.queued(), 18);
+///     output.close().await?; // flush, then half-close
+///     assert_eq!(output.total_bytes_written(), 18);
+///     let all = peer.open_read_channel().read_remaining(1024).await?;
+///     assert_eq!(all, b"GET / HTTP/1.0\r\n\r\n");
+///     Ok::<(), asock::Error>(())
+/// })?;
+/// # Ok::<(), asock::Error>(())
+/// ```
 pub struct ByteWriteChannel {
     src: Arc<dyn Source>,
     buf: Vec<u8>,

@@ -137,6 +137,24 @@ impl Source for StreamShared {
 ///
 /// The descriptor number stays valid (pointing at a dead socket, every operation failing)
 /// until the `Socket` and both channels are dropped, so `AsFd` borrows are never dangling.
+///
+/// # Example
+/// ```
+/// use asock::{a_socket, SelectorManager};
+///
+/// let selector = SelectorManager::builder().threads(1).build()?;
+/// selector.run_blocking(async {
+///     let server = a_socket(&selector).tcp().bind("127.0.0.1:0").await?;
+///     let socket = a_socket(&selector).tcp().connect(server.local_address().clone()).await?;
+///     let peer = server.accept().await?;
+///     socket.open_write_channel(true).write_str("ping\n").await?;
+///     assert_eq!(peer.open_read_channel().read_utf8_line().await?.as_deref(), Some("ping"));
+///     socket.close(); // at once: the peer reads end of stream
+///     assert!(socket.is_closed());
+///     Ok::<(), asock::Error>(())
+/// })?;
+/// # Ok::<(), asock::Error>(())
+/// ```
 pub struct Socket {
     pub(super) shared: Arc<StreamShared>,
     /// The host name (or IP literal) this socket was connected by, for TLS verification.

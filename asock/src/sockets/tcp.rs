@@ -331,6 +331,26 @@ fn connect_error(addr: &SocketAddress, e: io::Error) -> Error {
 /// port can be bound again right away, even with `reuse_address(false)` and while this value is
 /// alive), and a Unix socket file the bind created is removed. Closing the [`SelectorManager`]
 /// does the same. Dropping the value closes it too.
+///
+/// # Example
+/// ```
+/// use asock::{a_socket, SelectorManager};
+///
+/// let selector = SelectorManager::builder().threads(1).build()?;
+/// selector.run_blocking(async {
+///     let server = a_socket(&selector).tcp().bind("127.0.0.1:0").await?;
+///     let addr = server.local_address().clone();
+///     let sel = selector.clone();
+///     let client = selector.launch(async move { a_socket(&sel).tcp().connect(addr).await });
+///     let socket = server.accept().await?;
+///     assert_eq!(socket.local_address(), server.local_address());
+///     drop(client.await?);
+///     server.close(); // the port is free again at once
+///     server.await_closed().await;
+///     Ok::<(), asock::Error>(())
+/// })?;
+/// # Ok::<(), asock::Error>(())
+/// ```
 pub struct ServerSocket {
     inner: Arc<Listeners>,
 }

@@ -27,6 +27,25 @@ use crate::{Connection, Socket};
 /// [`add_root_pem`](TlsConfigBuilder::add_root_pem). The OS store is what the platform's own
 /// tools trust, including CAs an administrator installed, and follows the distribution's
 /// updates; a compiled-in list (webpki-roots) would go stale with the binary.
+///
+/// # Example
+/// ```
+/// # #[cfg(feature = "test-certs")] {
+/// use asock::tls::TlsConfig;
+///
+/// // Verify against the OS roots and one extra CA, offer HTTP/2 and HTTP/1.1, and check the
+/// // certificate against "example.org" whatever address is connected to.
+/// # let ca_pem = asock::tls::test_certs::TestCa::new("doc CA")?.cert_pem();
+/// let config = TlsConfig::client()
+///     .add_root_pem(ca_pem.as_bytes())?
+///     .server_name("example.org")?
+///     .alpn(["h2", "http/1.1"])
+///     .build()?;
+/// // then: socket.tls(&config).await?
+/// # let _ = config;
+/// # }
+/// # Ok::<(), asock::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct TlsConfig {
     inner: Arc<Inner>,

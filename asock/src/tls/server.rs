@@ -25,10 +25,38 @@ use crate::{ServerSocket, Socket};
 ///
 /// Cheap to clone (clones share the rustls config and its session cache).
 ///
-/// ```no_run
-/// # fn main() -> asock::Result<()> {
-/// let config = asock::tls::TlsServerConfig::from_pem_files("server.pem", "server.key")?;
-/// # Ok(()) }
+/// ```
+/// # #[cfg(feature = "test-certs")] {
+/// use asock::tls::{TlsConfig, TlsServerConfig};
+/// use asock::{a_socket, SelectorManager};
+///
+/// // In production: TlsServerConfig::from_pem_files("server.pem", "server.key")?
+/// let ca = asock::tls::test_certs::TestCa::new("doc CA")?;
+/// let cert = ca.server_cert(&["localhost"])?;
+/// let config = TlsServerConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes())?;
+/// let client = TlsConfig::client()
+///     .os_roots(false)
+///     .add_root_pem(ca.cert_pem().as_bytes())?
+///     .server_name("localhost")?
+///     .build()?;
+///
+/// let selector = SelectorManager::builder().threads(1).build()?;
+/// selector.run_blocking(async {
+///     let server = a_socket(&selector).tcp().bind("127.0.0.1:0").await?.tls(&config);
+///     let addr = server.local_address().clone();
+///     let sel = selector.clone();
+///     let talk = selector.launch(async move {
+///         let socket = a_socket(&sel).tcp().connect(addr).await?.tls(&client).await?;
+///         socket.open_write_channel(true).write_str("hello\n").await?;
+///         Ok::<_, asock::Error>(socket)
+///     });
+///     let socket = server.accept().await?; // handshaken in the background
+///     assert_eq!(socket.open_read_channel().read_utf8_line().await?.as_deref(), Some("hello"));
+///     drop(talk.await??);
+///     Ok::<(), asock::Error>(())
+/// })?;
+/// # }
+/// # Ok::<(), asock::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct TlsServerConfig {
