@@ -51,6 +51,7 @@
 //! flattens headers and body into one buffer before writing, since the channels do not take
 //! vectored writes.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -179,10 +180,7 @@ impl rt::Timer for AsockTimer {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn rt::Sleep>> {
-        Box::pin(HyperSleep {
-            sleep: crate::time::sleep_until(deadline),
-            waker: None,
-        })
+        Box::pin(HyperSleep::new(deadline))
     }
 
     fn reset(&self, sleep: &mut Pin<Box<dyn rt::Sleep>>, new_deadline: Instant) {
@@ -193,17 +191,66 @@ impl rt::Timer for AsockTimer {
     }
 }
 
-/// An asock [`Sleep`](crate::time::Sleep) as a hyper sleep.
+thread_local! {
+    /// An armed asock timer that a dropped [`HyperSleep`] left on this thread, for the next one.
+    ///
+    /// hyper's HTTP/1.1 server makes a new 30-second sleep (its header read timeout) for every
+    /// request on a keep-alive connection and drops it when the request's head has arrived.
+    /// Arming an asock timer costs an allocation and a push onto the loop's timer heap; handing
+    /// the armed timer on to the next sleep, which wants to wake a little later, saves both.
+    static SPARE: Cell<Option<crate::time::Sleep>> = const { Cell::new(None) };
+}
+
+/// A hyper sleep on an asock [`Sleep`](crate::time::Sleep).
+///
+/// The asock timer may be set earlier than `deadline` (when it was taken over from a dropped
+/// sleep): it never fires late, and when it fires early the sleep moves it to `deadline` and
+/// waits on.
 struct HyperSleep {
+    /// When hyper wants the sleep to complete.
+    deadline: Instant,
+    /// The timer: at `deadline`, or a little before it.
     sleep: crate::time::Sleep,
-    /// The waker of the last poll that returned `Pending`: a reset wakes it, so the task polls
-    /// again and arms the new deadline (hyper expects a reset sleep to stay registered).
+    /// Whether `sleep` has armed its timer (was polled and is pending).
+    armed: bool,
+    /// The waker of the last pending poll: when a reset has to re-arm the timer, it wakes this
+    /// so the task polls again (hyper expects a reset sleep to stay registered).
     waker: Option<Waker>,
 }
 
 impl HyperSleep {
+    fn new(deadline: Instant) -> HyperSleep {
+        let now = Instant::now();
+        // Take over the spare timer if it fires before `deadline`, but not before halfway
+        // there (so an early wake-up stays rare).
+        let spare = SPARE.try_with(Cell::take).ok().flatten().filter(|spare| {
+            let at = spare.deadline();
+            at <= deadline && at > now && at - now >= (deadline - now) / 2
+        });
+        match spare {
+            Some(sleep) => HyperSleep {
+                deadline,
+                sleep,
+                armed: true,
+                waker: None,
+            },
+            None => HyperSleep {
+                deadline,
+                sleep: crate::time::sleep_until(deadline),
+                armed: false,
+                waker: None,
+            },
+        }
+    }
+
     fn reset(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        if deadline >= self.sleep.deadline() && self.armed {
+            // The armed timer fires first; `poll` then moves it on.
+            return;
+        }
         self.sleep.reset(deadline);
+        self.armed = false;
         if let Some(waker) = self.waker.take() {
             waker.wake();
         }
@@ -215,19 +262,37 @@ impl Future for HyperSleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        match Pin::new(&mut this.sleep).poll(cx) {
-            Poll::Ready(()) => {
-                this.waker = None;
-                Poll::Ready(())
-            }
-            Poll::Pending => {
-                match &mut this.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    slot => *slot = Some(cx.waker().clone()),
+        loop {
+            match Pin::new(&mut this.sleep).poll(cx) {
+                Poll::Ready(()) if this.sleep.deadline() >= this.deadline => {
+                    this.armed = false;
+                    this.waker = None;
+                    return Poll::Ready(());
                 }
-                Poll::Pending
+                // The timer was set early: move it to the real deadline (the next poll arms it,
+                // or completes at once if that has passed too).
+                Poll::Ready(()) => this.sleep.reset(this.deadline),
+                Poll::Pending => {
+                    this.armed = true;
+                    match &mut this.waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        slot => *slot = Some(cx.waker().clone()),
+                    }
+                    return Poll::Pending;
+                }
             }
         }
+    }
+}
+
+impl Drop for HyperSleep {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let sleep = std::mem::replace(&mut self.sleep, crate::time::sleep_until(self.deadline));
+        // The spare it replaces (if any) is dropped, which cancels its timer.
+        let _ = SPARE.try_with(|spare| spare.set(Some(sleep)));
     }
 }
 
@@ -255,6 +320,25 @@ mod tests {
             sleep.as_mut().await;
             let took = start.elapsed();
             assert!(took >= Duration::from_millis(20) && took < Duration::from_secs(30));
+        });
+    }
+
+    #[test]
+    fn a_sleep_that_takes_over_a_spare_timer_never_completes_early() {
+        let timer = AsockTimer::new();
+        crate::block_on(async {
+            // A sleep armed, then dropped: its timer (due in 200 ms) becomes the spare.
+            let mut first = timer.sleep(Duration::from_millis(200));
+            let pending = std::future::poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx))).await;
+            assert!(pending.is_pending());
+            drop(first);
+            // The next one (due in 300 ms) takes it over: it fires at 200 ms, is moved on, and
+            // the sleep completes at 300 ms, not before.
+            let start = Instant::now();
+            timer.sleep(Duration::from_millis(300)).await;
+            let took = start.elapsed();
+            assert!(took >= Duration::from_millis(300), "{took:?}");
+            assert!(took < Duration::from_secs(30), "{took:?}");
         });
     }
 
