@@ -9,13 +9,14 @@
 #
 # Each server runs under callgrind twice (wrk -c CONNS for SHORT and LONG seconds after a 1 s
 # warm-up); the difference of the instruction totals divided by the difference of the request
-# counts cancels start-up, accepts and the warm-up. The server is pinned to CPU 0, wrk to CPU 1.
+# counts (the 1 s warm-up's requests included) cancels start-up and accepts. The server is pinned to CPU 0, wrk to CPU 1.
 set -euo pipefail
 CONNS=${CONNS:-64}
 SHORT=${SHORT:-3}
 LONG=${LONG:-8}
 SERVERS=${SERVERS:-"asock tokio-ct"}
 OUTDIR=${OUTDIR:-$(mktemp -d)}
+mkdir -p "$OUTDIR"
 root=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 bin=$CARGO_TARGET_DIR/release
@@ -39,7 +40,7 @@ trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -f "$log"' 
 
 # run NAME SECS -> "REQUESTS INSTRUCTIONS"
 run() {
-    local name=$1 secs=$2 out=$OUTDIR/callgrind.$1.$2 addr= n
+    local name=$1 secs=$2 out=$OUTDIR/callgrind.$1.$2 addr= n w
     rm -f "$out".*
     : >"$log"
     # shellcheck disable=SC2046
@@ -51,8 +52,10 @@ run() {
         sleep 0.1
     done
     [ -n "$addr" ] || { echo "error: $name did not start: $(cat "$log")" >&2; exit 1; }
-    taskset -c 1 wrk -t1 -c"$CONNS" -d1s --timeout 10s "http://$addr/" >/dev/null
+    # The warm-up's requests count too: their instructions are in the totals.
+    w=$(taskset -c 1 wrk -t1 -c"$CONNS" -d1s --timeout 10s "http://$addr/" | awk '/requests in/ {print $1}')
     n=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 10s "http://$addr/" | awk '/requests in/ {print $1}')
+    n=$((n + w))
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     pid=
