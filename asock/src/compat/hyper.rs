@@ -30,7 +30,7 @@
 //! }
 //!
 //! let selector = SelectorManager::new()?;
-//! selector.run_blocking(async {
+//! let served: asock::Result<()> = selector.run_blocking(async {
 //!     let server = a_socket(&selector).tcp().bind("127.0.0.1:8080").await?;
 //!     loop {
 //!         let connection = server.accept().await?.connection(false);
@@ -41,8 +41,9 @@
 //!                 .await;
 //!         });
 //!     }
-//! })
-//! # ; Ok::<(), asock::Error>(())
+//! });
+//! # served?;
+//! # Ok::<(), asock::Error>(())
 //! ```
 //!
 //! The cost over hyper on tokio's `TcpStream`: hyper reads into its own buffer, so a read
