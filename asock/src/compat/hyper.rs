@@ -1,9 +1,9 @@
 //! hyper 1.x on asock (feature `hyper`).
 //!
-//! hyper brings no runtime of its own: it asks for an I/O type implementing its
-//! [`rt::Read`](::hyper::rt::Read)/[`rt::Write`](::hyper::rt::Write), and, for HTTP/2 and for
-//! timeouts, an [`Executor`](::hyper::rt::Executor) and a [`Timer`](::hyper::rt::Timer). This
-//! module gives all three from asock, with no tokio and no hyper-util:
+//! hyper brings no runtime of its own: it asks for an I/O type implementing its [`rt::Read`]/
+//! [`rt::Write`], and, for HTTP/2 and for timeouts, an [`Executor`](::hyper::rt::Executor) and a
+//! [`Timer`](::hyper::rt::Timer). This module gives all three from asock, with no tokio and no
+//! hyper-util:
 //!
 //! - [`Connection`] and [`TlsConnection`](crate::tls::TlsConnection) implement hyper's
 //!   `Read` and `Write`, so `socket.connection(false)` goes straight into hyper's
