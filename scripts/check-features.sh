@@ -4,7 +4,7 @@
 # and run with --all-features in .ci/run). About a minute on two cores after the main build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for features in "" tls futures-io tokio test-certs; do
+for features in "" tls futures-io tokio test-certs hyper; do
   echo "== asock --no-default-features --features '$features'"
   cargo clippy -q -p asock --lib --no-default-features --features "$features" -- -D warnings
 done

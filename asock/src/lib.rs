@@ -165,12 +165,13 @@
 //! | `futures-io` | yes | `futures_io` I/O traits on channels, connections and TLS sockets |
 //! | `tokio` | no | tokio's I/O traits on the same types |
 //! | `test-certs` | no | [`tls::test_certs`]: a test CA and certificates (rcgen) |
+//! | `hyper` | no | `compat::hyper`: hyper 1.x's I/O, executor and timer traits on asock |
 
 #![warn(missing_docs)]
 
 pub mod address;
 pub mod channel;
-mod compat;
+pub mod compat;
 mod error;
 mod selector;
 mod sockets;

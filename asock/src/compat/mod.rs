@@ -1,11 +1,18 @@
-//! A [`Connection`] (and a TLS [`TlsConnection`](crate::tls::TlsConnection)) as one duplex
-//! stream: reads go to its `input` channel, writes to its `output` channel. This is what codecs
-//! that want one `AsyncRead + AsyncWrite` value (tokio-util's `Framed`, `futures`' `split`)
-//! take.
+//! Interoperability with the rest of the async ecosystem.
 //!
-//! The impls for the channels themselves and for `TlsSocket` sit next to those types.
+//! - A [`Connection`] (and a TLS [`TlsConnection`](crate::tls::TlsConnection)) is one duplex
+//!   stream: reads go to its `input` channel, writes to its `output` channel. With the
+//!   `futures-io` feature (default) they implement `futures_io::AsyncRead`/`AsyncBufRead`/
+//!   `AsyncWrite`, with `tokio` tokio's traits: what codecs that want one `AsyncRead +
+//!   AsyncWrite` value (tokio-util's `Framed`, `futures`' `split`, async-tungstenite) take. The
+//!   impls for the channels themselves and for `TlsSocket` sit next to those types.
+//! - `compat::hyper` (feature `hyper`): hyper 1.x's runtime traits, so hyper's HTTP/1.1 and HTTP/2
+//!   servers and clients run on asock's loops with no tokio runtime.
 
 #![allow(unused_imports)] // which imports are used depends on the features
+
+#[cfg(feature = "hyper")]
+pub mod hyper;
 
 use std::io;
 use std::pin::Pin;
