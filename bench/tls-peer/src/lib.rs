@@ -25,16 +25,26 @@ pub fn server_config(chain: &str, key: &str) -> Arc<rustls::ServerConfig> {
 
 /// A rustls client config trusting `ca`, without session resumption (every handshake full).
 pub fn client_config(ca: &str) -> Arc<rustls::ClientConfig> {
+    let mut c = base_client_config(ca);
+    c.resumption = rustls::client::Resumption::disabled();
+    Arc::new(c)
+}
+
+/// A rustls client config trusting `ca`, with rustls's default in-memory session cache (TLS 1.3
+/// tickets: handshakes after the first resume).
+pub fn resuming_client_config(ca: &str) -> Arc<rustls::ClientConfig> {
+    Arc::new(base_client_config(ca))
+}
+
+fn base_client_config(ca: &str) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).expect("read ca") {
         roots.add(c.expect("parse ca")).expect("add ca");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut c = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    c.resumption = rustls::client::Resumption::disabled();
-    Arc::new(c)
+        .with_no_client_auth()
 }

@@ -1,14 +1,15 @@
 //! A byte-echo TLS server on tokio-rustls (current-thread runtime): the peer asock's
 //! `echo-server --raw --tls-*` is compared with.
 //!
-//! `tokio-tls-echo ADDR CHAIN.pem KEY.pem`; prints `listening on ADDR` when ready.
+//! `tokio-tls-echo CHAIN.pem KEY.pem ADDR`; prints `Started tokio-rustls echo server at ADDR`
+//! when ready (the line `bench/lib.sh`'s `start_server` waits for).
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, addr, chain, key] = &args[..] else {
-        eprintln!("usage: tokio-tls-echo ADDR CHAIN.pem KEY.pem");
+    let [_, chain, key, addr] = &args[..] else {
+        eprintln!("usage: tokio-tls-echo CHAIN.pem KEY.pem ADDR");
         std::process::exit(2);
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(asock_bench_tls_peer::server_config(chain, key));
@@ -20,7 +21,10 @@ fn main() {
         let listener = tokio::net::TcpListener::bind(addr.as_str())
             .await
             .expect("bind");
-        println!("listening on {}", listener.local_addr().expect("addr"));
+        println!(
+            "Started tokio-rustls echo server at {}",
+            listener.local_addr().expect("addr")
+        );
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
