@@ -40,6 +40,9 @@ server_cmd() {
         # measure a change against the commit before it in one alternating run.
         asock-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --raw --threads 1 ${ASOCK_FLAGS:-}" ;;
         asock-lines-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --threads 1 ${ASOCK_FLAGS:-}" ;;
+        # TLS raw echo (certificates in $TLS_DIR, see memory.sh).
+        asock-tls) echo "$BIN/asock echo-server --raw --threads 1 --tls-cert $TLS_DIR/server.pem --tls-key $TLS_DIR/server.key" ;;
+        tokio-tls) echo "$BIN/tokio-tls-echo $TLS_DIR/server.pem $TLS_DIR/server.key" ;;
         *) echo "unknown server $1" >&2; return 1 ;;
     esac
 }

@@ -5,15 +5,17 @@
 #
 #   bench/memory.sh
 #   CONNECTIONS=2000 SERVERS="asock-lines tokio-lines-ct" bench/memory.sh
+#   CONNECTIONS=1000 SERVERS="asock-tls tokio-tls" bench/memory.sh
 #
 # Environment: CONNECTIONS (10000), SERVERS ("asock-lines tokio-lines-ct tokio-lines-mt asock
-# tokio-ct mio"; line servers get line messages), SERVER_CPU (0), LOAD_CPU (1),
-# CARGO_TARGET_DIR.
+# tokio-ct mio asock-tls tokio-tls"; line servers get line messages; the TLS servers, asock's
+# and tokio-rustls's raw echo over the same rustls, get a full TLS 1.3 handshake first),
+# SERVER_CPU (0), LOAD_CPU (1), CARGO_TARGET_DIR.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 CONNECTIONS=${CONNECTIONS:-10000}
-SERVERS=${SERVERS:-asock-lines tokio-lines-ct tokio-lines-mt asock tokio-ct mio}
+SERVERS=${SERVERS:-asock-lines tokio-lines-ct tokio-lines-mt asock tokio-ct mio asock-tls tokio-tls}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
@@ -26,6 +28,12 @@ if (($(ulimit -n) < need)); then
     }
 fi
 build
+if [[ " $SERVERS " == *-tls\ * ]]; then
+    (cd "$ROOT" && cargo build --release --quiet -p asock-bench-tls-peer)
+    TLS_DIR=$(mktemp -d)
+    trap 'rm -rf "$TLS_DIR"' EXIT
+    "$BIN/asock" cert --out "$TLS_DIR" >/dev/null
+fi
 
 rss_kib() {
     awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
@@ -35,6 +43,7 @@ echo "memory per idle connection ($CONNECTIONS connections, one 64-byte round tr
 for name in $SERVERS; do
     lines=
     [[ $name == *lines* ]] && lines=--lines
+    [[ $name == *-tls ]] && lines="--tls --ca $TLS_DIR/ca.pem"
     start_server "$name" "$SERVER_CPU"
     sleep 0.3
     before=$(rss_kib "$SERVER_PID")
