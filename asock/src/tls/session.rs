@@ -245,16 +245,30 @@ impl TlsSession {
 }
 
 impl Source for TlsSession {
+    /// Decrypted bytes: as many as `buf` holds and the socket has now, across records, so a
+    /// bulk stream moves up to the channel's 64 KiB per call (one record is at most 16 KiB),
+    /// and its echo goes out as one vectored write of several records. Waits only when no byte
+    /// is ready at all.
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
         let mut st = self.lock();
+        let mut filled = 0;
         loop {
-            match st.conn.reader().read(buf) {
-                // 0: the peer sent close_notify, a clean end of stream.
-                Ok(n) => return Poll::Ready(Ok(n)),
+            match st.conn.reader().read(&mut buf[filled..]) {
+                // 0: the peer sent close_notify, a clean end of stream (after what was read).
+                Ok(0) => return Poll::Ready(Ok(filled)),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        return Poll::Ready(Ok(filled));
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The end (and errors below) come after the bytes already read.
+                Err(_) if filled > 0 => return Poll::Ready(Ok(filled)),
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     return Poll::Ready(Err(tls_io_error(
                         TlsReason::Truncated,
@@ -264,9 +278,16 @@ impl Source for TlsSession {
                 Err(e) => return Poll::Ready(Err(e)),
             }
             if let Some(e) = st.stored_error() {
-                return Poll::Ready(Err(e));
+                return Poll::Ready(if filled > 0 { Ok(filled) } else { Err(e) });
             }
-            ready!(self.poll_read_tls(&mut st, cx))?;
+            match self.poll_read_tls(&mut st, cx) {
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(_)) | Poll::Pending if filled > 0 => {
+                    return Poll::Ready(Ok(filled))
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 
