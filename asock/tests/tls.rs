@@ -507,6 +507,70 @@ fn truncation_is_an_error_not_eof() {
     .unwrap();
 }
 
+/// Reads fill the channel's buffer across records: a bulk stream arrives intact and in order,
+/// and its end (a clean close_notify, or a TCP close without one) comes after the last byte.
+#[test]
+fn bulk_stream_arrives_whole_before_its_end() {
+    let pki = pki();
+    let scfg = server_config(&pki.server);
+    let ccfg = client_config(&pki.ca).build().unwrap();
+    let sel = selector();
+    // 3 MiB in writes of uneven sizes, so records end anywhere in a read.
+    let data: Arc<Vec<u8>> = Arc::new((0..3u32 << 20).map(|i| (i % 251) as u8).collect());
+    for clean in [true, false] {
+        sel.run_blocking(async {
+            let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await?;
+            let port = server.port().unwrap();
+            let (scfg, d) = (scfg.clone(), data.clone());
+            sel.launch(async move {
+                let s = server.accept().await.unwrap().tls_server(&scfg).await.unwrap();
+                let mut o = s.open_write_channel(false);
+                let mut rest = &d[..];
+                let mut n = 1;
+                while !rest.is_empty() {
+                    let k = (n * 7919 % 70_000 + 1).min(rest.len());
+                    o.write_fully(&rest[..k]).await.unwrap();
+                    rest = &rest[k..];
+                    n += 1;
+                }
+                if clean {
+                    o.close().await.unwrap();
+                } else {
+                    o.flush().await.unwrap();
+                    s.socket().close(); // no close_notify
+                }
+            });
+            let s = a_socket(&sel).tcp().connect(("127.0.0.1", port)).await?;
+            let s = s.tls(&ccfg).await?;
+            let mut i = s.open_read_channel();
+            let mut got = Vec::with_capacity(data.len());
+            let end = loop {
+                match i.fill_buf().await {
+                    Ok([]) => break Ok(()),
+                    Ok(chunk) => {
+                        let n = chunk.len();
+                        got.extend_from_slice(chunk);
+                        i.consume(n);
+                    }
+                    Err(e) => break Err(e),
+                }
+                assert!(got.len() <= data.len(), "more bytes than were sent");
+            };
+            assert_eq!(got.len(), data.len(), "clean={clean}");
+            assert!(got == *data, "the stream differs (clean={clean})");
+            match end {
+                Ok(()) => assert!(clean, "a TCP close without close_notify read as a clean end"),
+                Err(e) => {
+                    assert!(!clean, "{e}");
+                    assert_eq!(tls_reason(&e), Some(TlsReason::Truncated), "{e}");
+                }
+            }
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    }
+}
+
 #[test]
 fn plain_tcp_and_random_bytes_are_dropped_quickly_while_tls_is_served() {
     let pki = pki();
