@@ -523,7 +523,13 @@ fn bulk_stream_arrives_whole_before_its_end() {
             let port = server.port().unwrap();
             let (scfg, d) = (scfg.clone(), data.clone());
             sel.launch(async move {
-                let s = server.accept().await.unwrap().tls_server(&scfg).await.unwrap();
+                let s = server
+                    .accept()
+                    .await
+                    .unwrap()
+                    .tls_server(&scfg)
+                    .await
+                    .unwrap();
                 let mut o = s.open_write_channel(false);
                 let mut rest = &d[..];
                 let mut n = 1;
@@ -559,7 +565,10 @@ fn bulk_stream_arrives_whole_before_its_end() {
             assert_eq!(got.len(), data.len(), "clean={clean}");
             assert!(got == *data, "the stream differs (clean={clean})");
             match end {
-                Ok(()) => assert!(clean, "a TCP close without close_notify read as a clean end"),
+                Ok(()) => assert!(
+                    clean,
+                    "a TCP close without close_notify read as a clean end"
+                ),
                 Err(e) => {
                     assert!(!clean, "{e}");
                     assert_eq!(tls_reason(&e), Some(TlsReason::Truncated), "{e}");

@@ -27,7 +27,9 @@ use tokio_rustls::TlsConnector;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        eprintln!("usage: tls-load handshakes|resumed|bulk|pingpong ADDR CA.pem SECS [CONNS] [SIZE]");
+        eprintln!(
+            "usage: tls-load handshakes|resumed|bulk|pingpong ADDR CA.pem SECS [CONNS] [SIZE]"
+        );
         std::process::exit(2);
     }
     let (mode, addr, ca) = (args[1].clone(), args[2].clone(), args[3].clone());
