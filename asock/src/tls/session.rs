@@ -27,12 +27,17 @@ use crate::sockets::StreamShared;
 struct TcpReader<'a, 'b> {
     tcp: &'a StreamShared,
     cx: &'a mut Context<'b>,
+    /// Set when a read returned fewer bytes than asked: the socket has nothing more now.
+    drained: &'a mut bool,
 }
 
 impl Read for TcpReader<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.tcp.poll_read(self.cx, buf) {
-            Poll::Ready(r) => r,
+            Poll::Ready(r) => {
+                *self.drained = matches!(r, Ok(n) if n < buf.len());
+                r
+            }
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
@@ -70,6 +75,8 @@ struct State {
     /// The first fatal error; every later call returns it again.
     error: Option<(TlsReason, String)>,
     close_notify_sent: bool,
+    /// The last socket read returned fewer bytes than asked: nothing more is there now.
+    drained: bool,
     /// Bytes that arrived before TLS started (read ahead by a plain channel), fed first.
     early: Vec<u8>,
     early_pos: usize,
@@ -114,6 +121,7 @@ impl TlsSession {
                 conn,
                 error: None,
                 close_notify_sent: false,
+                drained: false,
                 early,
                 early_pos: 0,
             }),
@@ -170,7 +178,11 @@ impl TlsSession {
             }
             r
         } else {
-            st.conn.read_tls(&mut TcpReader { tcp: &self.tcp, cx })
+            st.conn.read_tls(&mut TcpReader {
+                tcp: &self.tcp,
+                cx,
+                drained: &mut st.drained,
+            })
         };
         let n = match n {
             Ok(n) => n,
@@ -248,7 +260,8 @@ impl Source for TlsSession {
     /// Decrypted bytes: as many as `buf` holds and the socket has now, across records, so a
     /// bulk stream moves up to the channel's 64 KiB per call (one record is at most 16 KiB),
     /// and its echo goes out as one vectored write of several records. Waits only when no byte
-    /// is ready at all.
+    /// is ready at all; once a socket read came back short (drained), the bytes in hand are
+    /// returned without asking the socket again.
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -266,7 +279,11 @@ impl Source for TlsSession {
                     }
                     continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if filled > 0 && st.drained {
+                        return Poll::Ready(Ok(filled));
+                    }
+                }
                 // The end (and errors below) come after the bytes already read.
                 Err(_) if filled > 0 => return Poll::Ready(Ok(filled)),
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
