@@ -126,11 +126,12 @@ read -r -a impls <<<"$IMPLS"
 last=${impls[-1]}
 hdr=$(printf '%-34s' metric)
 for i in "${impls[@]}"; do hdr+=$(printf ' %10s' "$i"); done
-for i in "${impls[@]:0:${#impls[@]}-1}"; do hdr+=$(printf ' %6s' "/$last"); done
+for i in "${impls[@]:0:${#impls[@]}-1}"; do hdr+=$(printf ' %6s' "${i:0:5}/"); done
 hdr+=$(printf '   %-13s' "server CPU")
 for i in "${impls[@]}"; do hdr+=$(printf ' %9s' "$i"); done
-for i in "${impls[@]:0:${#impls[@]}-1}"; do hdr+=$(printf ' %6s' "/$last"); done
+for i in "${impls[@]:0:${#impls[@]}-1}"; do hdr+=$(printf ' %6s' "${i:0:5}/"); done
 echo "$hdr"
+echo "(a column headed NAME/ is NAME's median divided by ${last}'s)"
 for s in $SCENARIOS; do
     IFS='|' read -r what unit <<<"$(label "$s")"
     row=$(printf '%-34s' "$what")
