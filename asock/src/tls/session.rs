@@ -326,6 +326,10 @@ impl Source for TlsSession {
         self.tcp.is_closed()
     }
 
+    fn close(&self) {
+        self.tcp.close();
+    }
+
     fn manager(&self) -> Option<&Handle> {
         self.tcp.manager()
     }
