@@ -24,10 +24,13 @@ import time
 
 
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
@@ -128,7 +131,7 @@ def stall(port, pid, peers, nbytes, secs):
     unsent = len(left)
     for s in everyone:
         s.close()
-    time.sleep(3)
+    time.sleep(5)
     out, _ = probe.communicate("stop\n", timeout=10)
     p = dict(kv.split("=") for kv in out.split())
     after = rss_kib(pid) if alive(pid) else 0

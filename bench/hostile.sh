@@ -43,6 +43,7 @@ stop() {
     local rc=0
     wait "$PID" 2>/dev/null || rc=$?
     echo "server_exit=$rc log_lines=$(wc -l <"$LOG") $(grep -m1 -o 'memory budget[^(]*' "$LOG" || true)"
+    grep -m3 -i 'abort\|alloc\|panick' "$LOG" || true
     rm -f "$LOG"
 }
 

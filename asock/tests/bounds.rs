@@ -271,7 +271,7 @@ fn silent_connections_at_the_cap_never_stall_an_honest_tls_client() {
         assert_eq!(line.as_deref(), Some("ping"));
         // The handshake timeout is 10 s: a client stuck behind silent ones would wait that.
         assert!(
-            started.elapsed() < Duration::from_secs(3),
+            started.elapsed() < Duration::from_secs(5),
             "honest client took {:?}",
             started.elapsed()
         );

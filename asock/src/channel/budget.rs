@@ -168,7 +168,8 @@ impl Budget {
 
     /// Sheds the channels holding the most bytes (the oldest first among equals) until the
     /// bytes not already being shed fit the limit. Returns `false` when `me` would be next (it
-    /// holds the most, or nothing else is left to shed): the caller then fails its own read.
+    /// holds the most, or nothing else is left to shed) and holds a grown buffer: the caller
+    /// then fails its own read.
     fn make_room(&self, me: &Arc<Holder>) -> bool {
         let mut list: Vec<Arc<Holder>> = lock(&self.holders)
             .iter()
@@ -188,11 +189,23 @@ impl Budget {
         while over(self) {
             match victims.next() {
                 Some(v) if !Arc::ptr_eq(&v, me) => self.shed(&v),
+                // A connection taking its first chunk (at most 8 KiB) is never shed for the
+                // big: what is left over is what shed channels still hold for a moment.
+                _ if !me.listed.load(Ordering::Relaxed) => return true,
                 _ => {
                     self.shed(me);
                     return false;
                 }
             }
+        }
+        // Shed channels let go as their tasks run; until then the bytes really held may pass
+        // the limit. Past a quarter more, no buffer grows past a chunk until they have (a
+        // connection taking its first chunk still may: the small are never shed for the big).
+        if me.listed.load(Ordering::Relaxed)
+            && self.used() > self.limit.saturating_add(self.limit / 4)
+        {
+            self.shed(me);
+            return false;
         }
         true
     }

@@ -360,7 +360,7 @@ const MAX_PENDING_HANDSHAKES: usize = 1024;
 const READY_QUEUE: usize = 256;
 /// At the connection cap, a pending handshake older than this is shed so a new client gets
 /// its place: an honest client finishes in milliseconds, so the oldest is the likely silent one.
-const SHED_HANDSHAKE_AFTER: Duration = Duration::from_millis(250);
+const SHED_HANDSHAKE_AFTER: Duration = Duration::from_millis(50);
 
 type ErrorHandler = Arc<dyn Fn(&SocketAddress, &Error) + Send + Sync>;
 
@@ -549,7 +549,7 @@ impl TlsServerSocket {
 
     /// Caps the connections alive at once, pending handshakes included; see
     /// [`ServerSocket::set_max_connections`]. At the cap, a pending handshake older than
-    /// 250 ms is shed (closed) so a new client gets its place.
+    /// 50 ms is shed (closed) so a new client gets its place.
     pub fn set_max_connections(&self, max: Option<usize>) {
         self.server.set_max_connections(max);
     }
