@@ -3,9 +3,7 @@
 use asock::{a_socket, ByteReadChannel, ByteWriteChannel, Error, SelectorManager};
 
 use super::{selector, EchoArgs, Mode};
-use crate::common::{
-    announce, bind_error, connection_error, seconds, CliError, CliResult, Place,
-};
+use crate::common::{announce, bind_error, connection_error, seconds, CliError, CliResult, Place};
 use crate::log;
 use crate::shutdown::{log_accept_backoff, Graceful};
 
