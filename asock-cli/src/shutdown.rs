@@ -145,6 +145,8 @@ pub fn signal_name(sig: i32) -> &'static str {
 pub struct Graceful {
     active: Arc<AtomicUsize>,
     grace: Duration,
+    /// When the first signal came: the grace period runs from then.
+    stopped: Arc<std::sync::OnceLock<Instant>>,
 }
 
 /// Counts one open connection while it lives.
@@ -163,6 +165,7 @@ impl Graceful {
         Graceful {
             active: Arc::new(AtomicUsize::new(0)),
             grace,
+            stopped: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -171,7 +174,9 @@ impl Graceful {
     pub fn install(&self, stop_accepting: impl FnOnce() + Send + 'static) -> CliResult {
         let active = self.active.clone();
         let grace = self.grace;
+        let stopped = self.stopped.clone();
         on_signal(move |sig| {
+            let _ = stopped.set(Instant::now());
             tracing::warn!(
                 "{}: no longer accepting; {} connection(s) open, waiting up to {:.1} s \
                  (signal again to exit now)",
@@ -189,10 +194,15 @@ impl Graceful {
         Tracked(self.active.clone())
     }
 
+    /// When the grace period ends: `grace` after the first signal (or from now, before one).
+    pub fn deadline(&self) -> Instant {
+        self.stopped.get().copied().unwrap_or_else(Instant::now) + self.grace
+    }
+
     /// After the listener closed: waits until every connection finished or the grace period
     /// ran out. The caller then returns, which closes what is left.
     pub async fn drain(&self) {
-        let deadline = Instant::now() + self.grace;
+        let deadline = self.deadline();
         while self.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             asock::time::sleep(Duration::from_millis(20)).await;
         }
@@ -212,6 +222,9 @@ pub fn log_accept_backoff(server: &ServerSocket) {
         AcceptBackoff::Ended { retries, waited } => tracing::warn!(
             "accepting again after {:.1} s ({retries} retries)",
             waited.as_secs_f64()
+        ),
+        AcceptBackoff::ConnectionLimit { max } => tracing::warn!(
+            "{max} connections open (--max-connections): new clients wait in the backlog"
         ),
         _ => {}
     });

@@ -95,6 +95,15 @@ pub enum Error {
         /// The caller's limit.
         limit: usize,
     },
+    /// The connection was shed: its read buffer counted against its
+    /// [`SelectorManager`](crate::SelectorManager)'s memory budget
+    /// ([`SelectorBuilder::max_memory`](crate::SelectorBuilder::max_memory)) when the budget was
+    /// reached, and it held the most buffered-but-unconsumed bytes. Its socket is closed.
+    #[error("connection shed: the memory budget of {limit} bytes was reached")]
+    MemoryBudget {
+        /// The budget, in bytes.
+        limit: usize,
+    },
     /// The socket, channel or selector was closed (locally) before or during the operation.
     #[error("{0} is closed")]
     Closed(&'static str),
@@ -268,6 +277,7 @@ impl Error {
                 io::ErrorKind::InvalidData
             }
             Error::UnexpectedEof { .. } => io::ErrorKind::UnexpectedEof,
+            Error::MemoryBudget { .. } => io::ErrorKind::OutOfMemory,
             Error::Closed(_) => io::ErrorKind::NotConnected,
             Error::Cancelled | Error::Panicked(_) => io::ErrorKind::Other,
             Error::DatagramTooLarge { .. } | Error::WrongDestination { .. } => {

@@ -184,7 +184,9 @@ mod util;
 pub use address::{SocketAddress, ToSocketAddress};
 pub use channel::{ByteReadChannel, ByteWriteChannel};
 pub use error::{Error, Result, TlsReason};
-pub use selector::{block_on, Builder as SelectorBuilder, JoinHandle, SelectorManager};
+pub use selector::{
+    block_on, Builder as SelectorBuilder, JoinHandle, MemoryShed, MemoryUsage, SelectorManager,
+};
 pub use sockets::{
     a_socket, AcceptBackoff, Connection, ServerSocket, Socket, SocketBuilder, SocketOptions,
     TcpSocketBuilder,

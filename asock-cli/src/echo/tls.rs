@@ -20,8 +20,12 @@ pub async fn serve(
     graceful: Graceful,
 ) -> CliResult {
     let server = std::sync::Arc::new(server.tls(&config));
-    let closer = server.clone();
-    graceful.install(move || closer.close())?;
+    let (closer, sel, grace) = (server.clone(), selector.clone(), graceful.clone());
+    graceful.install(move || {
+        closer.close();
+        // Pending handshakes get the grace period too, then are dropped (accepting ends).
+        sel.launch(async move { closer.drain_handshakes(grace.deadline()).await });
+    })?;
     announce(&format!(
         "Started TLS echo telnet server at {}",
         server.local_address()

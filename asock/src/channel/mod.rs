@@ -5,6 +5,7 @@
 //! its buffer and moves bytes between it and the source directly, with no pump task and no
 //! second buffer in between.
 
+pub(crate) mod budget;
 mod buffer;
 #[doc(hidden)]
 pub mod memory;
@@ -44,6 +45,8 @@ pub(crate) trait Source: Send + Sync + 'static {
     fn is_closed(&self) -> bool {
         false
     }
+    /// Closes the source now (the memory budget shed its connection).
+    fn close(&self) {}
     /// The read channel is finished (end of stream seen, or cancelled).
     fn read_finished(&self) {}
     /// The write channel is finished (closed or dropped).

@@ -9,6 +9,7 @@ use std::task::{ready, Context, Poll};
 
 use memchr::{memchr, memmem};
 
+use super::budget::{Budget, Holder};
 use super::buffer::{self, CHUNK};
 use super::Source;
 use crate::error::{Error, Result};
@@ -73,6 +74,10 @@ pub struct ByteReadChannel {
     /// Bytes consumed by the reader, in all.
     consumed: u64,
     wait: WaitTimer,
+    /// The manager's memory budget and this channel's share of it, when one was set.
+    budget: Option<(Arc<Budget>, Arc<Holder>)>,
+    /// Bytes of `buf` counted against the budget.
+    counted: usize,
 }
 
 /// A read error kept to be reported again.
@@ -133,7 +138,13 @@ macro_rules! typed_reads {
 
 impl ByteReadChannel {
     pub(crate) fn new(src: Arc<dyn Source>) -> Self {
+        let budget = src
+            .manager()
+            .and_then(|m| m.budget())
+            .map(|b| (b.clone(), Arc::new(Holder::new(&src))));
         ByteReadChannel {
+            budget,
+            counted: 0,
             src,
             buf: Vec::new(),
             start: 0,
@@ -427,7 +438,43 @@ impl ByteReadChannel {
     }
 
     fn release(&mut self) {
+        if let Some((b, h)) = &self.budget {
+            if self.counted > 0 {
+                b.give(h, self.counted);
+                self.counted = 0;
+            }
+        }
         buffer::give(std::mem::take(&mut self.buf));
+    }
+
+    /// Counts the buffer's growth to `len` bytes against the memory budget, if there is one.
+    /// `false`: the budget shed this channel (or refuses it more), and the read must fail.
+    #[inline]
+    fn count(&mut self, len: usize) -> bool {
+        let Some((b, h)) = &self.budget else {
+            return true;
+        };
+        if len <= self.counted {
+            return true;
+        }
+        let extra = len - self.counted;
+        let ok = if self.counted == 0 && len <= CHUNK {
+            b.take(h, extra)
+        } else {
+            b.grow(h, self.counted, extra)
+        };
+        if ok {
+            self.counted = len;
+        }
+        ok
+    }
+
+    /// The error of a channel the memory budget shed.
+    fn shed_error(&self) -> Option<Error> {
+        match &self.budget {
+            Some((b, h)) if h.is_shed() => Some(Error::MemoryBudget { limit: b.limit() }),
+            _ => None,
+        }
     }
 
     /// Retires the channel without finishing the read side (TLS takes the socket over):
@@ -448,9 +495,16 @@ impl ByteReadChannel {
         }
     }
 
-    /// Makes room after `end`: takes a buffer, compacts, or grows.
-    fn make_room(&mut self) {
+    /// Makes room after `end`: takes a buffer, compacts, or grows, never past `cap` bytes
+    /// (the buffer compacts instead; a caller's cap leaves room for what it buffers plus one
+    /// read). Growth reserves exactly: a capped buffer never gets the allocator's doubling.
+    ///
+    /// Returns `false` when the memory budget refuses the room (the channel is shed).
+    fn make_room(&mut self, cap: usize) -> bool {
         if self.buf.is_empty() {
+            if !self.count(CHUNK) {
+                return false;
+            }
             self.buf = buffer::take();
         }
         if self.start == self.end {
@@ -458,24 +512,50 @@ impl ByteReadChannel {
             self.end = 0;
             self.scanned = 0;
             if self.buf.len() < self.read_size {
+                if !self.count(self.read_size) {
+                    return false;
+                }
                 self.buf.resize(self.read_size, 0);
             }
         }
         if self.end < self.buf.len() {
-            return;
+            return true;
         }
-        if self.start > 0 && self.start >= self.buf.len() / 2 {
+        let len = self.buf.len().saturating_mul(2).min(cap);
+        if self.start > 0 && (self.start >= self.buf.len() / 2 || len <= self.buf.len()) {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         } else {
-            let len = self.buf.len() * 2;
+            let len = len.max(self.buf.len() + 1);
+            if !self.count(len) {
+                return false;
+            }
+            self.buf.reserve_exact(len - self.buf.len());
             self.buf.resize(len, 0);
         }
+        true
+    }
+
+    /// The read failed because the memory budget shed this channel: its buffer goes now.
+    fn shed(&mut self) -> Poll<Result<usize>> {
+        let e = self
+            .shed_error()
+            .unwrap_or(Error::MemoryBudget { limit: 0 });
+        self.release();
+        self.start = 0;
+        self.end = 0;
+        self.scanned = 0;
+        Poll::Ready(Err(e))
     }
 
     /// Reads more bytes from the source into the buffer. `Ok(0)` means end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize>> {
+        self.poll_fill_capped(cx, usize::MAX)
+    }
+
+    /// [`poll_fill`](Self::poll_fill) with the buffer kept within `cap` bytes.
+    fn poll_fill_capped(&mut self, cx: &mut Context<'_>, cap: usize) -> Poll<Result<usize>> {
         if self.cancelled {
             return Poll::Ready(Err(Error::Closed("read channel")));
         }
@@ -485,9 +565,13 @@ impl ByteReadChannel {
         if self.eof {
             return Poll::Ready(Ok(0));
         }
-        self.make_room();
+        if self.shed_error().is_some() || !self.make_room(cap) {
+            return self.shed();
+        }
         let asked = self.buf.len() - self.end;
         match self.src.poll_read(cx, &mut self.buf[self.end..]) {
+            // A shed connection's socket is closed under it: that is no end of stream.
+            Poll::Ready(Ok(0)) if self.shed_error().is_some() => self.shed(),
             Poll::Ready(Ok(0)) => {
                 self.eof = true;
                 self.notify_finished();
@@ -501,6 +585,7 @@ impl ByteReadChannel {
                 self.wait.restart();
                 Poll::Ready(Ok(n))
             }
+            Poll::Ready(Err(_)) if self.shed_error().is_some() => self.shed(),
             Poll::Ready(Err(e)) => Poll::Ready(Err(self.fail(e))),
             Poll::Pending => {
                 if self.start == self.end {
@@ -577,6 +662,11 @@ impl ByteReadChannel {
         strip_cr: bool,
     ) -> Poll<Result<Option<Found>>> {
         let slack = delim.len() + usize::from(strip_cr);
+        // The most a search ever buffers: a record at the limit, its terminator, one read.
+        let cap = self
+            .max_line
+            .saturating_add(slack)
+            .saturating_add(MAX_READ_SIZE);
         loop {
             let from = self.start + self.scanned;
             let hay = &self.buf[from..self.end];
@@ -613,7 +703,7 @@ impl ByteReadChannel {
                     limit: self.max_line,
                 }));
             }
-            if ready!(self.poll_fill(cx))? == 0 {
+            if ready!(self.poll_fill_capped(cx, cap))? == 0 {
                 if buffered == 0 {
                     return Poll::Ready(Ok(None));
                 }

@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use event_loop::{with_current, LoopConfig, LoopShared};
 
+use crate::channel::budget::Budget;
+pub use crate::channel::budget::MemoryShed;
 use crate::error::{Error, Result};
 use crate::util::lock;
 
@@ -90,6 +92,8 @@ struct ManagerShared {
     next: AtomicUsize,
     threads: Mutex<Vec<(ThreadId, thread::JoinHandle<()>)>>,
     closed: AtomicBool,
+    /// The memory budget of its channels' buffers, if one was set.
+    budget: Option<Arc<Budget>>,
 }
 
 impl std::fmt::Debug for SelectorManager {
@@ -118,6 +122,7 @@ pub struct Builder {
     name: String,
     busy_poll: Option<Duration>,
     pin_threads: bool,
+    max_memory: Option<usize>,
 }
 
 impl Builder {
@@ -150,6 +155,19 @@ impl Builder {
     /// loop's CPU. A loop whose CPU cannot be set runs unpinned (and its listener unsteered).
     pub fn pin_threads(mut self, on: bool) -> Self {
         self.pin_threads = on;
+        self
+    }
+
+    /// A memory budget for the read buffers of every channel on these loops, in bytes
+    /// (default: none). When a buffer would take the total past it, the connections holding
+    /// the most buffered-but-unconsumed bytes (the oldest first among equals) are shed: their
+    /// socket is closed and their pending reads fail with [`Error::MemoryBudget`]. If the
+    /// connection asking holds the most, its own read fails that way. See
+    /// [`SelectorManager::on_memory_shed`].
+    ///
+    /// The cost is one relaxed atomic add and sub per buffer taken and given back.
+    pub fn max_memory(mut self, bytes: usize) -> Self {
+        self.max_memory = Some(bytes);
         self
     }
 
@@ -208,6 +226,7 @@ impl Builder {
                 next: AtomicUsize::new(0),
                 threads: Mutex::new(threads),
                 closed: AtomicBool::new(false),
+                budget: self.max_memory.map(|m| Arc::new(Budget::new(m))),
             }),
         };
         Ok(SelectorManager {
@@ -229,6 +248,7 @@ impl SelectorManager {
             name: "asock-loop".to_string(),
             busy_poll: None,
             pin_threads: false,
+            max_memory: None,
         }
     }
 
@@ -273,6 +293,38 @@ impl SelectorManager {
     pub(crate) fn handle(&self) -> &Handle {
         &self.user.handle
     }
+
+    /// The memory budget set with [`Builder::max_memory`], the bytes its channels' read
+    /// buffers hold now, and how many connections it shed so far; `None` without a budget.
+    pub fn memory_usage(&self) -> Option<MemoryUsage> {
+        self.handle().budget().map(|b| MemoryUsage {
+            limit: b.limit(),
+            used: b.used(),
+            shed: b.total_shed(),
+        })
+    }
+
+    /// Calls `handler` when the memory budget sheds a connection and no connection was shed
+    /// in the second before: once per burst, so a server can log it without flooding its log.
+    /// It runs on the thread whose channel hit the budget (an event loop): keep it short. Does
+    /// nothing without a budget.
+    pub fn on_memory_shed(&self, handler: impl Fn(&MemoryShed) + Send + Sync + 'static) {
+        if let Some(b) = self.handle().budget() {
+            b.set_handler(Box::new(handler));
+        }
+    }
+}
+
+/// What [`SelectorManager::memory_usage`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryUsage {
+    /// The budget, in bytes.
+    pub limit: usize,
+    /// Bytes held by channel read buffers now.
+    pub used: usize,
+    /// Connections shed so far.
+    pub shed: u64,
 }
 
 impl Handle {
@@ -320,6 +372,11 @@ impl Handle {
     /// Whether the manager is closed.
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// The memory budget of this manager's channels, if one was set.
+    pub(crate) fn budget(&self) -> Option<&Arc<Budget>> {
+        self.shared.budget.as_ref()
     }
 
     /// The next loop, round-robin.

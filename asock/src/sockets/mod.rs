@@ -1,6 +1,7 @@
 //! Socket builders and socket types: [`a_socket`] → [`SocketBuilder`] → `.tcp()`.
 
 mod datagram;
+mod limit;
 mod options;
 mod stream;
 mod tcp;

@@ -27,6 +27,8 @@ pub(crate) struct StreamShared {
     timeout_ns: AtomicU64,
     read_done: AtomicBool,
     write_done: AtomicBool,
+    /// Its place under its listener's connection cap, given back when the last user goes.
+    permit: Option<super::limit::Permit>,
 }
 
 #[cfg(feature = "tls")]
@@ -102,6 +104,10 @@ impl Source for StreamShared {
 
     fn is_closed(&self) -> bool {
         self.io.is_closed()
+    }
+
+    fn close(&self) {
+        self.io.close();
     }
 
     // Both channels done (end of stream read, write half shut down): nothing more can move,
@@ -198,9 +204,18 @@ impl Socket {
                 timeout_ns: AtomicU64::new(timeout.map_or(0, duration_ns)),
                 read_done: AtomicBool::new(false),
                 write_done: AtomicBool::new(false),
+                permit: None,
             }),
             host: None,
         })
+    }
+
+    /// Holds `permit` (a place under a listener's connection cap) for as long as the socket,
+    /// its channels or a TLS session on it live. Only on a socket just made.
+    pub(super) fn hold_permit(&mut self, permit: super::limit::Permit) {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.permit = Some(permit);
+        }
     }
 
     /// Remembers the host name (or IP literal) the socket was connected by.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket as RawSocket, Type};
 
+use super::limit::ConnectionLimit;
 use super::{from_sockaddr, option_setters, to_sockaddr, Kind, Socket, SocketOptions};
 use crate::address::{resolve, SocketAddress, ToSocketAddress};
 use crate::error::{Error, Result};
@@ -368,6 +369,8 @@ struct Listeners {
     unix_file: Option<super::unix::PathGuard>,
     /// Descriptor-exhaustion bursts, and who to tell about them.
     backoff: BackoffState,
+    /// The connection cap and the accepted connections alive under it.
+    limit: Arc<ConnectionLimit>,
 }
 
 impl std::fmt::Debug for ServerSocket {
@@ -415,6 +418,7 @@ impl ServerSocket {
                 options,
                 unix_file,
                 backoff: BackoffState::default(),
+                limit: Arc::new(ConnectionLimit::new()),
             }),
         }
     }
@@ -544,6 +548,32 @@ impl ServerSocket {
         Ok(())
     }
 
+    /// Caps the connections accepted from this listener that are alive at once (`None`: no
+    /// cap, the default). A connection counts from `accept` until its socket, its channels and
+    /// any TLS session on it are all dropped. At the cap, [`accept`](Self::accept) waits (the
+    /// kernel's backlog holds the connections meanwhile) and
+    /// [`on_accept_backoff`](Self::on_accept_backoff) hears
+    /// [`AcceptBackoff::ConnectionLimit`] once per burst of waits.
+    pub fn set_max_connections(&self, max: Option<usize>) {
+        self.inner.limit.set_max(max);
+    }
+
+    /// The cap set by [`set_max_connections`](Self::set_max_connections).
+    pub fn max_connections(&self) -> Option<usize> {
+        self.inner.limit.max()
+    }
+
+    /// Whether the connection cap is reached now.
+    #[cfg(feature = "tls")]
+    pub(crate) fn is_full(&self) -> bool {
+        self.inner.limit.full()
+    }
+
+    /// Connections accepted from this listener that are alive now.
+    pub fn connections(&self) -> usize {
+        self.inner.limit.live()
+    }
+
     /// Stops listening now; see [Lifecycle](Self#lifecycle). Idempotent.
     pub fn close(&self) {
         self.inner.close();
@@ -622,6 +652,9 @@ impl Listeners {
         let n = self.ios.len();
         let mut backoff = Duration::from_millis(5);
         loop {
+            if self.limit.full() {
+                self.wait_for_room().await.map_err(AcceptError::Listener)?;
+            }
             let r = poll_fn(|cx| {
                 for i in range.clone() {
                     let io = &self.ios[i % n];
@@ -636,9 +669,11 @@ impl Listeners {
             match r {
                 Ok((raw, peer)) => {
                     self.backoff.ended();
-                    return self
+                    let mut socket = self
                         .wrap_accepted(raw, &peer)
-                        .map_err(AcceptError::Connection);
+                        .map_err(AcceptError::Connection)?;
+                    socket.hold_permit(self.limit.permit());
+                    return Ok(socket);
                 }
                 Err(e) if is_fd_exhaustion(&e) => {
                     self.backoff.started(&e);
@@ -661,6 +696,22 @@ impl Listeners {
                 Err(e) => return Err(AcceptError::Listener(Error::io("accept", e))),
             }
         }
+    }
+
+    /// Waits until the connection cap leaves room, or the listener closes.
+    async fn wait_for_room(&self) -> Result<()> {
+        if let Some(max) = self.limit.max() {
+            if self.limit.wait_starts_burst() {
+                self.backoff.report(&AcceptBackoff::ConnectionLimit { max });
+            }
+        }
+        poll_fn(|cx| {
+            if self.ios[0].poll_closed(cx).is_ready() {
+                return Poll::Ready(Err(Error::Closed("server socket")));
+            }
+            self.limit.poll_room(cx).map(Ok)
+        })
+        .await
     }
 
     fn wrap_accepted(&self, raw: RawSocket, peer: &SockAddr) -> Result<Socket> {
@@ -737,6 +788,14 @@ pub enum AcceptBackoff<'a> {
         retries: u64,
         /// Time from the first failure to the accepted connection.
         waited: Duration,
+    },
+    /// `accept` reached the listener's connection cap
+    /// ([`ServerSocket::set_max_connections`]) and waits until a connection goes; pending
+    /// connections stay in the backlog. Reported once per burst (waits less than a second
+    /// apart are one burst).
+    ConnectionLimit {
+        /// The cap.
+        max: usize,
     },
 }
 

@@ -1,10 +1,13 @@
 //! The TLS server: [`TlsServerConfig`], [`Socket::tls_server`] and [`TlsServerSocket`].
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Weak;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -17,7 +20,9 @@ use super::{
     TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 use crate::address::SocketAddress;
+use crate::channel::Source;
 use crate::error::{Error, Result};
+use crate::sockets::StreamShared;
 use crate::{ServerSocket, Socket};
 
 /// A TLS server configuration: certificate(s) and key(s), optional client-certificate
@@ -348,10 +353,14 @@ impl crate::Connection {
     }
 }
 
-/// Handshakes in flight past which a [`TlsServerSocket`] stops accepting until some finish.
+/// Handshakes in flight at most: past it the oldest pending one is shed to make room.
 const MAX_PENDING_HANDSHAKES: usize = 1024;
-/// Handshaken sockets waiting for [`TlsServerSocket::accept`].
+/// Handshaken sockets waiting for [`TlsServerSocket::accept`]; while it is full nothing more
+/// is accepted (the kernel backlog holds new connections).
 const READY_QUEUE: usize = 256;
+/// At the connection cap, a pending handshake older than this is shed so a new client gets
+/// its place: an honest client finishes in milliseconds, so the oldest is the likely silent one.
+const SHED_HANDSHAKE_AFTER: Duration = Duration::from_millis(50);
 
 type ErrorHandler = Arc<dyn Fn(&SocketAddress, &Error) + Send + Sync>;
 
@@ -366,6 +375,7 @@ pub struct TlsServerSocket {
     server: Arc<ServerSocket>,
     ready: async_channel::Receiver<TlsSocket>,
     on_error: Arc<Mutex<Option<ErrorHandler>>>,
+    pending: Arc<Pending>,
 }
 
 impl std::fmt::Debug for TlsServerSocket {
@@ -385,11 +395,12 @@ impl ServerSocket {
         let on_error: Arc<Mutex<Option<ErrorHandler>>> = Arc::new(Mutex::new(None));
         let manager = server.manager().clone();
         let (srv, cfg, errs) = (server.clone(), config.clone(), on_error.clone());
-        let pending = Arc::new(AtomicUsize::new(0));
+        let pending = Arc::new(Pending::default());
+        let in_flight = pending.clone();
         let pump = manager.clone().launch(async move {
             loop {
-                while pending.load(Ordering::Acquire) >= MAX_PENDING_HANDSHAKES {
-                    crate::time::sleep(Duration::from_millis(5)).await;
+                if !pending.make_room(&srv, &tx).await {
+                    break; // closed
                 }
                 let socket = match srv.accept().await {
                     Ok(s) => s,
@@ -398,13 +409,13 @@ impl ServerSocket {
                 if tx.is_closed() {
                     break;
                 }
-                pending.fetch_add(1, Ordering::AcqRel);
+                let id = pending.add(&socket);
                 let (tx, cfg, errs, pending) =
                     (tx.clone(), cfg.clone(), errs.clone(), pending.clone());
                 let task = manager.launch(async move {
                     let peer = socket.remote_address().clone();
                     let r = socket.tls_server(&cfg).await;
-                    pending.fetch_sub(1, Ordering::AcqRel);
+                    pending.remove(id);
                     match r {
                         Ok(tls) => {
                             let _ = tx.send(tls).await;
@@ -425,6 +436,88 @@ impl ServerSocket {
             server,
             ready: rx,
             on_error,
+            pending: in_flight,
+        }
+    }
+}
+
+/// The handshakes a [`TlsServerSocket`] runs, oldest first, so the oldest can be shed.
+#[derive(Default)]
+struct Pending {
+    next: AtomicU64,
+    list: Mutex<VecDeque<(u64, Instant, Weak<StreamShared>)>>,
+}
+
+impl Pending {
+    fn add(&self, socket: &Socket) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let entry = (id, Instant::now(), Arc::downgrade(socket.shared()));
+        crate::util::lock(&self.list).push_back(entry);
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        let mut list = crate::util::lock(&self.list);
+        if let Some(i) = list.iter().position(|e| e.0 == id) {
+            list.remove(i);
+        }
+    }
+
+    fn len(&self) -> usize {
+        crate::util::lock(&self.list).len()
+    }
+
+    /// Closes the oldest pending handshake (it fails, and its connection goes), if it is at
+    /// least `min_age` old. Returns whether one was shed.
+    fn shed_oldest(&self, min_age: Duration) -> bool {
+        let victim = {
+            let mut list = crate::util::lock(&self.list);
+            match list.front() {
+                Some((_, since, _)) if since.elapsed() >= min_age => list.pop_front(),
+                _ => None,
+            }
+        };
+        match victim.and_then(|(_, _, s)| s.upgrade()) {
+            Some(shared) => {
+                Source::close(&*shared);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Before an accept: waits while the ready queue is full (the application is not
+    /// accepting), sheds the oldest handshake when too many are pending, and at the listener's
+    /// connection cap sheds the oldest handshake that has waited long enough, so a silent
+    /// connection never holds up a new client. `false` once the listener is closed.
+    async fn make_room(
+        &self,
+        server: &ServerSocket,
+        tx: &async_channel::Sender<TlsSocket>,
+    ) -> bool {
+        loop {
+            if server.is_closed() || tx.is_closed() {
+                return false;
+            }
+            if tx.len() >= READY_QUEUE {
+                crate::time::Sleep::until_on(
+                    Instant::now() + Duration::from_millis(5),
+                    server.manager(),
+                )
+                .await;
+                continue;
+            }
+            while self.len() >= MAX_PENDING_HANDSHAKES && self.shed_oldest(Duration::ZERO) {}
+            if server.is_full() && self.len() > 0 && !self.shed_oldest(SHED_HANDSHAKE_AFTER) {
+                // None old enough yet: look again soon (one may finish meanwhile).
+                crate::time::Sleep::until_on(
+                    Instant::now() + Duration::from_millis(25),
+                    server.manager(),
+                )
+                .await;
+                continue;
+            }
+            return true;
         }
     }
 }
@@ -452,6 +545,37 @@ impl TlsServerSocket {
     /// The address it listens on.
     pub fn local_address(&self) -> &SocketAddress {
         self.server.local_address()
+    }
+
+    /// Caps the connections alive at once, pending handshakes included; see
+    /// [`ServerSocket::set_max_connections`]. At the cap, a pending handshake older than
+    /// 50 ms is shed (closed) so a new client gets its place.
+    pub fn set_max_connections(&self, max: Option<usize>) {
+        self.server.set_max_connections(max);
+    }
+
+    /// Connections alive now: pending handshakes, sockets waiting in the ready queue, and
+    /// accepted ones not yet dropped.
+    pub fn connections(&self) -> usize {
+        self.server.connections()
+    }
+
+    /// Handshakes in progress now.
+    pub fn pending_handshakes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Waits until no handshake is pending (or `deadline` passes; then the rest are closed):
+    /// for a graceful shutdown after [`close`](Self::close).
+    pub async fn drain_handshakes(&self, deadline: Instant) {
+        while self.pending.len() > 0 && Instant::now() < deadline {
+            crate::time::Sleep::until_on(
+                (Instant::now() + Duration::from_millis(10)).min(deadline),
+                self.server.manager(),
+            )
+            .await;
+        }
+        while self.pending.shed_oldest(Duration::ZERO) {}
     }
 
     /// Stops listening; [`accept`](Self::accept) fails with [`Error::Closed`] once the sockets

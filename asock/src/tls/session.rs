@@ -364,6 +364,10 @@ impl Source for TlsSession {
         self.tcp.is_closed()
     }
 
+    fn close(&self) {
+        self.tcp.close();
+    }
+
     fn manager(&self) -> Option<&Handle> {
         self.tcp.manager()
     }

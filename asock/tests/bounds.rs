@@ -1,0 +1,322 @@
+//! Bounds under hostile load (issue 18): a read channel's buffer while it looks for a line, the
+//! manager's memory budget shedding the connections that hold the most, a listener's
+//! connection cap, and a TLS listener that silent connections cannot stall and that holds no
+//! more than its ready queue when the application does not accept. Real sockets on 127.0.0.1;
+//! fast versions of the targets `bench/hostile.sh` runs at full size.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use asock::tls::test_certs::TestCa;
+use asock::tls::{TlsConfig, TlsServerConfig};
+use asock::{a_socket, AcceptBackoff, Error, SelectorManager};
+
+const KIB: usize = 1024;
+
+/// Waits (bounded) until `f` holds.
+fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A peer that sends `bytes` without a newline and then stalls (it keeps the socket open).
+fn stalling_peer(port: u16, bytes: usize) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(&vec![b'x'; bytes]).unwrap();
+    s
+}
+
+#[test]
+fn a_line_search_buffers_at_most_the_limit_plus_one_read() {
+    // A budget far above need, only to read how much the channel holds.
+    let selector = SelectorManager::builder()
+        .threads(1)
+        .max_memory(1 << 30)
+        .build()
+        .unwrap();
+    let limit = 1 << 20;
+    let server = selector
+        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
+        .unwrap();
+    let port = server.port().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    selector.launch(async move {
+        let socket = server.accept().await.unwrap();
+        let mut input = socket.open_read_channel();
+        input.set_max_line_length(limit);
+        let r = input.read_line().await.map(|l| l.map(<[u8]>::len));
+        tx.send(r).unwrap();
+    });
+    let mut peer = stalling_peer(port, limit - 1);
+    eventually(
+        "the partial line to be buffered",
+        Duration::from_secs(20),
+        || selector.memory_usage().unwrap().used >= limit - 1,
+    );
+    let used = selector.memory_usage().unwrap().used;
+    // The limit, a terminator, one read of at most 64 KiB: never the doubling to 2 MiB.
+    assert!(
+        used <= limit + 2 + 64 * KIB,
+        "buffered {used} bytes for a {limit}-byte limit"
+    );
+    // The line still completes at the limit, and one byte more is refused as before.
+    peer.write_all(b"y\n").unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(20)).unwrap().unwrap(),
+        Some(limit)
+    );
+}
+
+#[test]
+fn a_line_over_the_limit_still_fails_with_line_too_long() {
+    let selector = SelectorManager::builder()
+        .threads(1)
+        .max_memory(1 << 30)
+        .build()
+        .unwrap();
+    let limit = 256 * KIB;
+    let server = selector
+        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
+        .unwrap();
+    let port = server.port().unwrap();
+    let task = selector.launch(async move {
+        let socket = server.accept().await.unwrap();
+        let mut input = socket.open_read_channel();
+        input.set_max_line_length(limit);
+        let r = input.read_line().await.map(|l| l.map(<[u8]>::len));
+        (r, input.available_for_read())
+    });
+    let _peer = stalling_peer(port, limit + 100 * KIB);
+    let (r, buffered) = selector.run_blocking(task).unwrap();
+    assert!(
+        matches!(r, Err(Error::LineTooLong { limit: l }) if l == limit),
+        "{r:?}"
+    );
+    assert!(buffered <= limit + 2 + 64 * KIB, "buffered {buffered}");
+}
+
+#[test]
+fn the_memory_budget_sheds_the_biggest_holders_with_a_typed_error() {
+    let budget = 2 << 20;
+    let selector = SelectorManager::builder()
+        .threads(2)
+        .max_memory(budget)
+        .build()
+        .unwrap();
+    let reports = Arc::new(Mutex::new(0u32));
+    let r = reports.clone();
+    selector.on_memory_shed(move |_| *r.lock().unwrap() += 1);
+    let server = selector
+        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
+        .unwrap();
+    let port = server.port().unwrap();
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let (res, sel) = (results.clone(), selector.clone());
+    selector.launch(async move {
+        while let Ok(socket) = server.accept().await {
+            let res = res.clone();
+            sel.launch(async move {
+                let mut input = socket.open_read_channel();
+                input.set_max_line_length(4 << 20);
+                let r = input.read_line().await.map(|l| l.map(<[u8]>::len));
+                res.lock().unwrap().push(r);
+            });
+        }
+    });
+    // Ten peers of 512 KiB each: 5 MiB against a 2 MiB budget.
+    let peers: Vec<_> = (0..10).map(|_| stalling_peer(port, 512 * KIB)).collect();
+    let shed_reads = || {
+        results
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(r, Err(Error::MemoryBudget { limit }) if *limit == budget))
+            .count()
+    };
+    eventually(
+        "reads to fail with MemoryBudget",
+        Duration::from_secs(30),
+        || shed_reads() >= 6,
+    );
+    eventually("shed buffers to be freed", Duration::from_secs(10), || {
+        selector.memory_usage().unwrap().used <= budget
+    });
+    assert!(selector.memory_usage().unwrap().shed >= 6);
+    // Nothing was mistaken for end of stream: every read that ended was shed.
+    assert_eq!(shed_reads(), results.lock().unwrap().len());
+    // A shed peer sees its connection closed.
+    let mut closed = 0;
+    for mut p in peers {
+        p.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        if matches!(p.read(&mut b), Ok(0) | Err(_)) {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 6, "closed peers: {closed}");
+    assert!(*reports.lock().unwrap() >= 1, "the burst was reported");
+}
+
+#[test]
+fn accept_waits_at_the_connection_cap_and_reports_it_once() {
+    let selector = SelectorManager::builder().threads(1).build().unwrap();
+    let server = selector
+        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
+        .unwrap();
+    server.set_max_connections(Some(2));
+    assert_eq!(server.max_connections(), Some(2));
+    let reports = Arc::new(Mutex::new(0u32));
+    let r = reports.clone();
+    server.on_accept_backoff(move |e| {
+        if matches!(e, AcceptBackoff::ConnectionLimit { max: 2 }) {
+            *r.lock().unwrap() += 1;
+        }
+    });
+    let port = server.port().unwrap();
+    let _peers: Vec<_> = (0..4)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    selector.run_blocking(async {
+        let a = server.accept().await.unwrap();
+        let _b = server.accept().await.unwrap();
+        assert_eq!(server.connections(), 2);
+        let third = asock::time::timeout(Duration::from_millis(300), server.accept()).await;
+        assert!(third.is_err(), "accepted past the cap");
+        drop(a);
+        let c = asock::time::timeout(Duration::from_secs(5), server.accept()).await;
+        assert!(c.is_ok(), "a place came free but accept did not see it");
+        assert_eq!(server.connections(), 2);
+    });
+    assert_eq!(*reports.lock().unwrap(), 1, "one report for the burst");
+}
+
+struct Tls {
+    server: TlsServerConfig,
+    client: TlsConfig,
+}
+
+fn tls() -> Tls {
+    let ca = TestCa::new("asock bounds CA").unwrap();
+    let cert = ca.server_cert(&["localhost", "127.0.0.1"]).unwrap();
+    Tls {
+        server: TlsServerConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes())
+            .unwrap(),
+        client: TlsConfig::client()
+            .os_roots(false)
+            .add_root_pem(ca.cert_pem().as_bytes())
+            .unwrap()
+            .server_name("localhost")
+            .unwrap()
+            .build()
+            .unwrap(),
+    }
+}
+
+#[test]
+fn silent_connections_at_the_cap_never_stall_an_honest_tls_client() {
+    let certs = tls();
+    let selector = SelectorManager::builder().threads(2).build().unwrap();
+    let server = selector
+        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
+        .unwrap()
+        .tls(&certs.server);
+    server.set_max_connections(Some(32));
+    let port = server.local_address().port().unwrap();
+    let server = Arc::new(server);
+    let (srv, sel) = (server.clone(), selector.clone());
+    selector.launch(async move {
+        while let Ok(tls) = srv.accept().await {
+            sel.launch(async move {
+                let mut input = tls.open_read_channel();
+                let mut output = tls.open_write_channel(true);
+                while let Ok(Some(line)) = input.read_line().await {
+                    let line = line.to_vec();
+                    if output.write_fully(&line).await.is_err()
+                        || output.write_fully(b"\n").await.is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    // Fill the cap with silent TCP connections, twice over.
+    let silent: Vec<_> = (0..64)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    eventually("the cap to fill", Duration::from_secs(10), || {
+        server.connections() >= 32
+    });
+    for _ in 0..3 {
+        let started = Instant::now();
+        let line = selector
+            .run_blocking(async {
+                let s = a_socket(&selector)
+                    .tcp()
+                    .connect(("127.0.0.1", port))
+                    .await?;
+                let tls = s.tls(&certs.client).await?;
+                let mut output = tls.open_write_channel(true);
+                let mut input = tls.open_read_channel();
+                output.write_str("ping\n").await?;
+                input.read_utf8_line().await
+            })
+            .unwrap();
+        assert_eq!(line.as_deref(), Some("ping"));
+        // The handshake timeout is 10 s: a client stuck behind silent ones would wait that.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "honest client took {:?}",
+            started.elapsed()
+        );
+        assert!(server.connections() <= 32, "{}", server.connections());
+    }
+    drop(silent);
+}
+
+#[test]
+fn a_tls_server_never_accepted_from_holds_at_most_its_ready_queue() {
+    let certs = tls();
+    let selector = SelectorManager::builder().threads(2).build().unwrap();
+    let server = selector
+        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
+        .unwrap()
+        .tls(&certs.server);
+    let port = server.local_address().port().unwrap();
+    let mut clients = Vec::new();
+    let mut failed = 0;
+    // Sequential handshakes: the 256-socket ready queue fills, then nothing more is accepted.
+    for _ in 0..300 {
+        let r = selector.run_blocking(async {
+            let s = a_socket(&selector)
+                .tcp()
+                .connect(("127.0.0.1", port))
+                .await?;
+            asock::time::timeout(Duration::from_millis(500), s.tls(&certs.client))
+                .await
+                .map_err(|_| Error::Timeout)?
+        });
+        match r {
+            Ok(t) => clients.push(t),
+            Err(_) => failed += 1,
+        }
+    }
+    // The queue (256), plus the few handshakes under way when it filled.
+    assert!(
+        server.connections() <= 260,
+        "held {} connections",
+        server.connections()
+    );
+    assert!(
+        clients.len() <= 260,
+        "{} handshakes completed",
+        clients.len()
+    );
+    assert!(failed >= 40, "{failed} clients were left in the backlog");
+}
