@@ -702,5 +702,145 @@ mod tests {
         assert_eq!(parse_gro_segment(&h), None);
         h.msg_control = std::ptr::null_mut();
         assert_eq!(parse_gro_segment(&h), None);
+
+// ---- zero-copy: pipes, splice and sendfile (copy_to, send_file) ----
+
+/// Whether this platform has `splice` and `sendfile` between sockets, pipes and files. Where it
+/// does not, `copy_to` and `send_file` take their portable buffer-copy path.
+pub(crate) const HAS_SPLICE: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// A non-blocking pipe that `splice` moves socket bytes through: read end and write end, and
+/// its capacity in bytes.
+#[derive(Debug)]
+pub(crate) struct Pipe {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+    capacity: usize,
+}
+
+impl Pipe {
+    /// The read end (bytes leave the pipe here).
+    pub(crate) fn read_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.read.as_raw_fd()
+    }
+
+    /// The write end (bytes enter the pipe here).
+    pub(crate) fn write_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.write.as_raw_fd()
+    }
+
+    /// How many bytes the pipe holds at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// Makes a non-blocking, close-on-exec pipe and asks the kernel for `size` bytes of capacity
+/// (`F_SETPIPE_SZ`). A refused size (over `/proc/sys/fs/pipe-max-size`, or the user's pipe
+/// budget spent) keeps the kernel's default; the capacity actually granted is reported.
+pub(crate) fn pipe(size: usize) -> io::Result<Pipe> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two new descriptors into the two-element array it is given.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created by pipe2 and nothing else owns them.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let want = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+        // SAFETY: F_SETPIPE_SZ and F_GETPIPE_SZ only change or report the capacity of the pipe
+        // behind a descriptor we own; they take and return plain integers.
+        let capacity = unsafe {
+            let _ = libc::fcntl(fds[1], libc::F_SETPIPE_SZ, want);
+            libc::fcntl(fds[1], libc::F_GETPIPE_SZ)
+        };
+        if capacity <= 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Pipe {
+            read,
+            write,
+            capacity: capacity as usize,
+        })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = size;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "splice is not available on this platform",
+        ))
+    }
+}
+
+/// Moves up to `len` bytes from `from` to `to` inside the kernel (`splice`); one of them must be
+/// a pipe. Never blocks: `SPLICE_F_NONBLOCK` with non-blocking descriptors, so a socket with
+/// nothing to read, a full socket buffer or a full pipe all end in `WouldBlock`. `Ok(0)` is end
+/// of stream when reading from a socket.
+pub(crate) fn splice(
+    from: std::os::fd::RawFd,
+    to: std::os::fd::RawFd,
+    len: usize,
+) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: both descriptors are open for the duration of the call (their owners hold
+        // them); null offsets mean "the descriptor's own position", which for sockets and
+        // pipes is the stream itself. splice touches no memory of ours.
+        let r = unsafe {
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r as usize)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (from, to, len);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// Sends up to `len` bytes of `file` from `offset` on the socket `sock` (`sendfile`), without
+/// the bytes entering the process; `offset` moves past what was sent. `Ok(0)` means the file
+/// ends at `offset`. On a non-blocking socket a full buffer is `WouldBlock`.
+pub(crate) fn sendfile(
+    sock: std::os::fd::RawFd,
+    file: std::os::fd::RawFd,
+    offset: &mut u64,
+    len: usize,
+) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut off = libc::off64_t::try_from(*offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // At most what one call may move (Linux caps it at 0x7ffff000 anyway).
+        let len = len.min(0x7fff_f000);
+        // SAFETY: both descriptors are open for the duration of the call (their owners hold
+        // them); `off` is a valid, writable local the kernel updates; no other memory of ours
+        // is touched.
+        let r = unsafe { libc::sendfile64(sock, file, &mut off, len) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        *offset = off as u64;
+        Ok(r as usize)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (sock, file, offset, len);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod budget;
 mod buffer;
+mod copy;
 #[doc(hidden)]
 pub mod memory;
 mod read;
@@ -16,6 +17,8 @@ use std::io;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+pub use copy::relay;
+pub(crate) use copy::Splice;
 pub use read::{ByteReadChannel, DEFAULT_MAX_LINE_LENGTH};
 pub use write::ByteWriteChannel;
 
@@ -51,4 +54,9 @@ pub(crate) trait Source: Send + Sync + 'static {
     fn read_finished(&self) {}
     /// The write channel is finished (closed or dropped).
     fn write_finished(&self) {}
+    /// The kernel's zero-copy operations on this source (a plain stream socket on Linux), used
+    /// by `copy_to` and `send_file`; `None` makes them copy through a buffer.
+    fn splice(&self) -> Option<&dyn copy::Splice> {
+        None
+    }
 }

@@ -800,3 +800,60 @@ impl tokio::io::AsyncBufRead for ByteReadChannel {
         ByteReadChannel::consume(self.get_mut(), amt);
     }
 }
+
+/// Hooks for `copy_to` (copy.rs), which moves bytes past the buffer with `splice`.
+impl ByteReadChannel {
+    /// The source the channel reads from.
+    pub(super) fn source(&self) -> &Arc<dyn Source> {
+        &self.src
+    }
+
+    /// Whether the next bytes may be taken from the source directly: nothing is buffered and
+    /// the stream has not ended, failed or been cancelled.
+    pub(super) fn can_splice(&self) -> bool {
+        self.start == self.end && !self.eof && !self.cancelled && self.failed.is_none()
+    }
+
+    /// A copy starts: its waits get a full `socket_timeout`.
+    pub(super) fn begin_copy(&mut self) {
+        self.begin();
+    }
+
+    /// `fill_buf` as a poll function.
+    pub(super) fn poll_fill_buf(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8]>> {
+        ready!(self.poll_ensure(cx, 1))?;
+        Poll::Ready(Ok(self.buffered()))
+    }
+
+    /// Accounts for a read the copy made from the source past the buffer: `Ok(0)` is end of
+    /// stream, bytes count as consumed, errors are kept like the channel's own.
+    pub(super) fn spliced(&mut self, r: io::Result<usize>) -> Result<usize> {
+        match r {
+            Ok(0) => {
+                self.eof = true;
+                self.notify_finished();
+                Ok(0)
+            }
+            Ok(n) => {
+                self.consumed += n as u64;
+                self.wait.restart();
+                Ok(n)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// The source has nothing to read: waits (no buffer held) until the socket timeout.
+    pub(super) fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.start == self.end {
+            self.release();
+        }
+        match self
+            .wait
+            .poll_expired(cx, self.src.timeout(), self.src.manager())
+        {
+            Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
+use super::copy::{self, Spliced};
 use super::Source;
 use crate::error::{Error, Result};
 use crate::time::WaitTimer;
@@ -63,6 +64,9 @@ pub struct ByteWriteChannel {
     /// Bytes handed to the channel by write calls, in all.
     written: u64,
     wait: WaitTimer,
+    /// Bytes a zero-copy `copy_to` took from its source into a pipe and has not written yet
+    /// (copy.rs): they are queued bytes, sent before `buf`.
+    spliced: Option<Spliced>,
 }
 
 impl std::fmt::Debug for ByteWriteChannel {
@@ -102,6 +106,7 @@ impl ByteWriteChannel {
             closed: false,
             written: 0,
             wait: WaitTimer::default(),
+            spliced: None,
         }
     }
 
@@ -124,7 +129,7 @@ impl ByteWriteChannel {
 
     /// Bytes written but not yet handed to the socket.
     pub fn queued(&self) -> usize {
-        self.buf.len() - self.pos
+        self.buf.len() - self.pos + self.spliced.as_ref().map_or(0, Spliced::pending)
     }
 
     /// Whether nothing more can be written: [`close`](Self::close) was called, or the socket
@@ -245,6 +250,12 @@ impl ByteWriteChannel {
 
     /// Writes the queue out.
     fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        ready!(copy::poll_drain(
+            &*self.src,
+            &mut self.spliced,
+            &mut self.wait,
+            cx
+        ))?;
         let timeout = self.src.timeout();
         while self.pos < self.buf.len() {
             match self.src.poll_write(cx, &self.buf[self.pos..]) {
@@ -299,6 +310,7 @@ impl Drop for ByteWriteChannel {
         let src = self.src.clone();
         let buf = std::mem::take(&mut self.buf);
         let pos = self.pos;
+        let spliced = self.spliced.take();
         let limit = src.timeout().unwrap_or(DROP_FLUSH_LIMIT);
         let Some(manager) = src.manager().cloned() else {
             // No loop drives this source: nothing can flush in the background.
@@ -314,6 +326,7 @@ impl Drop for ByteWriteChannel {
                 closed: false,
                 written: 0,
                 wait: WaitTimer::default(),
+                spliced,
             };
             // Errors have no one to go to: the peer is gone or too slow, and the socket closes.
             let _ = crate::time::timeout(limit, ch.close()).await;
@@ -405,5 +418,66 @@ impl tokio::io::AsyncWrite for ByteWriteChannel {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut().poll_close_io(cx)
+    }
+}
+
+/// Hooks for `copy_to` and `send_file` (copy.rs).
+impl ByteWriteChannel {
+    /// The source the channel writes to.
+    pub(super) fn source(&self) -> &Arc<dyn Source> {
+        &self.src
+    }
+
+    /// Fails with `Error::Closed` once the channel is closed; otherwise a new operation starts
+    /// and its waits get a full `socket_timeout`.
+    pub(super) fn begin_copy(&mut self) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed("write channel"));
+        }
+        self.wait.restart();
+        Ok(())
+    }
+
+    /// The pipe of a zero-copy copy, with the bytes it holds.
+    pub(super) fn spliced_mut(&mut self) -> &mut Option<Spliced> {
+        &mut self.spliced
+    }
+
+    /// Accounts for `n` bytes a copy handed to the channel past its buffer.
+    pub(super) fn count_written(&mut self, n: usize) {
+        self.written += n as u64;
+        self.wait.restart();
+    }
+
+    /// Writes some of `data` (at least one byte, straight to the socket or queued within the
+    /// back-pressure bound): cancel-safe, what it returns was taken.
+    pub(super) fn poll_write_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<Result<usize>> {
+        self.poll_write_io(cx, data)
+            .map_err(|e| Error::io("write", e))
+    }
+
+    /// Writes out everything queued (pipe, then buffer).
+    pub(super) fn poll_queue(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.poll_write_queue(cx)
+    }
+
+    /// `flush` as a poll function.
+    pub(super) fn poll_flush_copy(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.poll_flush_all(cx)
+    }
+
+    /// The socket cannot take more now: waits until the socket timeout.
+    pub(super) fn poll_blocked(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match self
+            .wait
+            .poll_expired(cx, self.src.timeout(), self.src.manager())
+        {
+            Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use socket2::Socket as RawSocket;
 
 use crate::address::SocketAddress;
-use crate::channel::{ByteReadChannel, ByteWriteChannel, Source};
+use crate::channel::{ByteReadChannel, ByteWriteChannel, Source, Splice};
 use crate::error::{Error, Result};
 use crate::selector::registration::Direction;
 use crate::selector::source::IoSource;
@@ -124,6 +124,10 @@ impl Source for StreamShared {
         if self.read_done.load(Ordering::Acquire) {
             self.io.close();
         }
+    }
+
+    fn splice(&self) -> Option<&dyn Splice> {
+        crate::sys::HAS_SPLICE.then_some(self as &dyn Splice)
     }
 }
 
@@ -384,4 +388,68 @@ pub struct Connection {
     pub input: ByteReadChannel,
     /// Its write channel.
     pub output: ByteWriteChannel,
+}
+
+/// Zero-copy I/O for `copy_to` and `send_file`: `splice` and `sendfile` through the socket's
+/// readiness. A short transfer never clears readiness (a `splice` may stop short of what the
+/// socket holds); only `WouldBlock` does.
+impl Splice for StreamShared {
+    fn poll_splice_in(
+        &self,
+        cx: &mut Context<'_>,
+        pipe: RawFd,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_io(
+            cx,
+            Direction::Read,
+            |s| crate::sys::splice(s.as_raw_fd(), pipe, len),
+            |_| false,
+        )
+    }
+
+    fn poll_splice_out(
+        &self,
+        cx: &mut Context<'_>,
+        pipe: RawFd,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_io(
+            cx,
+            Direction::Write,
+            |s| crate::sys::splice(pipe, s.as_raw_fd(), len),
+            |_| false,
+        )
+    }
+
+    fn poll_send_file(
+        &self,
+        cx: &mut Context<'_>,
+        file: RawFd,
+        offset: &mut u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_io(
+            cx,
+            Direction::Write,
+            |s| crate::sys::sendfile(s.as_raw_fd(), file, offset, len),
+            |_| false,
+        )
+    }
+}
+
+impl Connection {
+    /// Relays between this connection and `other` until both directions are done, each way
+    /// with [`copy_and_close`](ByteReadChannel::copy_and_close) (zero-copy `splice` between
+    /// plain sockets on Linux), so half-closes propagate; returns the bytes copied
+    /// `(self to other, other to self)`. See [`relay`](crate::channel::relay).
+    pub async fn relay(&mut self, other: &mut Connection) -> Result<(u64, u64)> {
+        crate::channel::relay(
+            &mut self.input,
+            &mut self.output,
+            &mut other.input,
+            &mut other.output,
+        )
+        .await
+    }
 }
