@@ -14,6 +14,10 @@
 //!   pipe only while it is empty, so a `WouldBlock` into the pipe always means "the socket has
 //!   nothing to read" and one out of it "the destination is full": readiness is cleared only
 //!   for the socket that really would block.
+//! - **Only for bulk.** A copy uses `splice` while transfers are large; once one brings less
+//!   than 8 KiB it reads into the channel's buffer instead (a read and a write cost less than
+//!   two splices for a few bytes, and a short read proves the socket empty where a short
+//!   `splice` does not), and it goes back to `splice` when a read brings 8 KiB or more.
 //! - **Back-pressure.** At most one pipe's worth of bytes is in flight per copy: when the
 //!   destination stops reading, the copy stops taking bytes from the source.
 //! - **Timeouts and budget.** A wait on either socket is bounded by that socket's
@@ -48,6 +52,11 @@ use crate::time::WaitTimer;
 pub(crate) const PIPE_SIZE: usize = 256 * 1024;
 /// Empty pipes kept per thread at most.
 const POOL_MAX: usize = 64;
+/// Transfers below this size take the buffer path: for a few bytes a `splice` in and out (and
+/// the extra `splice` that finds the socket empty, since a short `splice` does not prove it is)
+/// cost more than a read and a write. A copy switches to `splice` when a read brings at least
+/// this much, and back when a `splice` brings less.
+const SPLICE_MIN: usize = 8 * 1024;
 /// Chunk of the `send_file` fallback (a buffered read of the file, then a write).
 const FILE_CHUNK: usize = 64 * 1024;
 
@@ -171,6 +180,8 @@ struct Copy {
     copied: u64,
     /// Cleared when no pipe could be had: the rest of this copy takes the buffer path.
     zero_copy: bool,
+    /// The last transfer was large: `splice` pays (see [`SPLICE_MIN`]).
+    bulk: bool,
 }
 
 impl Copy {
@@ -195,13 +206,14 @@ impl Copy {
             }
             let left = usize::try_from(self.limit - self.copied).unwrap_or(usize::MAX);
             let splice_in = match splice_in {
-                Some(s) if can_splice_out && src.can_splice() => s,
+                Some(s) if self.bulk && can_splice_out && src.can_splice() => s,
                 _ => {
                     // The buffer path, and the bytes the read channel had buffered already.
                     let chunk = ready!(src.poll_fill_buf(cx))?;
                     if chunk.is_empty() {
                         return Poll::Ready(Ok(()));
                     }
+                    self.bulk = chunk.len() >= SPLICE_MIN;
                     let n = chunk.len().min(left);
                     let w = ready!(dst.poll_write_some(cx, &chunk[..n]))?;
                     src.consume(w);
@@ -230,6 +242,7 @@ impl Copy {
                     if n == 0 {
                         return Poll::Ready(Ok(()));
                     }
+                    self.bulk = n >= SPLICE_MIN;
                     s.pending += n;
                     dst.count_written(n);
                     self.copied += n as u64;
@@ -288,6 +301,7 @@ impl ByteReadChannel {
             limit,
             copied: 0,
             zero_copy: sys::HAS_SPLICE,
+            bulk: true,
         };
         poll_fn(|cx| copy.poll(self, dst, cx)).await?;
         poll_fn(|cx| dst.poll_flush_copy(cx)).await?;
