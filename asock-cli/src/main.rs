@@ -7,6 +7,7 @@ mod common;
 mod connect;
 mod echo;
 mod listen;
+mod proxy;
 mod relay;
 mod shutdown;
 mod tls;
@@ -23,6 +24,7 @@ use clap::{ArgAction, CommandFactory, Parser, Subcommand};
     asock connect 127.0.0.1:2323           # like nc: stdin to the socket, the socket to stdout\n  \
     asock listen 127.0.0.1:9000            # like nc -l: accept one connection and relay it\n  \
     asock bench 127.0.0.1:2323 --lines     # load an echo server: msgs/s, MB/s, latencies\n  \
+    asock proxy 127.0.0.1:8080 127.0.0.1:80 # relay every connection to a target (zero-copy)\n  \
     asock cert --out /tmp/certs            # a test CA and server certificate for TLS\n  \
     asock -v echo-server                   # log each connection to stderr\n  \
     asock completions bash > ~/.local/share/bash-completion/completions/asock\n\n\
@@ -68,6 +70,12 @@ enum Command {
         asock listen --unix /tmp/relay.sock\n  \
         asock listen --udp 127.0.0.1:9000")]
     Listen(listen::ListenArgs),
+    /// Relay every connection on LISTEN to TARGET, like `socat TCP-LISTEN:..,fork TCP:..`.
+    #[command(after_help = "Examples:\n  \
+        asock proxy 127.0.0.1:8080 127.0.0.1:80\n  \
+        asock proxy unix:/tmp/front.sock 127.0.0.1:6379\n  \
+        asock proxy 0.0.0.0:8443 127.0.0.1:8080 --tls-cert cert.pem --tls-key key.pem")]
+    Proxy(proxy::ProxyArgs),
     /// Load an echo server and measure it: msgs/s, MB/s, latency percentiles, errors.
     #[command(after_help = "Examples:\n  \
         asock bench 127.0.0.1:2323 --lines                 # against `asock echo-server`\n  \
@@ -122,6 +130,7 @@ fn main() -> ExitCode {
         Command::EchoServer(a) => echo::run(a),
         Command::Connect(a) => connect::run(a),
         Command::Listen(a) => listen::run(a),
+        Command::Proxy(a) => proxy::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Cert(a) => cert::run(a),
         Command::Completions { shell } => {

@@ -383,7 +383,7 @@ fn a_destination_that_stops_reading_stops_the_copy() {
         let (client, src) = source(&sel).await;
         let (dst, peer) = destination(&sel).await;
         dst.set_socket_timeout(Some(Duration::from_millis(500)));
-        let offered: u64 = 256 << 20;
+        let offered: u64 = 96 << 20;
         let writer = send_generated(client, 11, offered);
         let mut input = src.open_read_channel();
         let mut output = dst.open_write_channel(false);
