@@ -652,3 +652,23 @@ mod tls {
         });
     }
 }
+
+/// The copy futures can run on any loop: they are `Send`.
+#[test]
+fn copy_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let sel = selector();
+    sel.run_blocking(async {
+        let (_client, src) = source(&sel).await;
+        let (dst, _peer) = destination(&sel).await;
+        let mut i = src.open_read_channel();
+        let mut o = dst.open_write_channel(false);
+        send(&i.copy_to(&mut o, 1));
+        send(&i.copy_and_close(&mut o, 1));
+        let f = temp_file(b"x");
+        send(&o.send_file(&f, 0, 1));
+        let mut a = src.connection(false);
+        let mut b = dst.connection(false);
+        send(&a.relay(&mut b));
+    });
+}

@@ -83,7 +83,7 @@ fn give_pipe(pipe: Pipe) {
 
 /// The kernel's zero-copy operations on a stream socket, each through the socket's readiness
 /// (they return `Pending` with the task registered, never block).
-pub(crate) trait Splice {
+pub(crate) trait Splice: Send + Sync {
     /// Moves up to `len` bytes from the socket into the pipe whose write end is `pipe`;
     /// `Ok(0)` is end of stream.
     fn poll_splice_in(
