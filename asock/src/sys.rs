@@ -702,6 +702,8 @@ mod tests {
         assert_eq!(parse_gro_segment(&h), None);
         h.msg_control = std::ptr::null_mut();
         assert_eq!(parse_gro_segment(&h), None);
+    }
+}
 
 // ---- zero-copy: pipes, splice and sendfile (copy_to, send_file) ----
 
