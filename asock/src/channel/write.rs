@@ -456,8 +456,31 @@ impl ByteWriteChannel {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<Result<usize>> {
-        self.poll_write_io(cx, data)
-            .map_err(|e| Error::io("write", e))
+        if self.closed {
+            return Poll::Ready(Err(Error::Closed("write channel")));
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.queued() == 0 {
+            match self.src.poll_write(cx, data) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(write_zero())),
+                Poll::Ready(Ok(n)) => {
+                    self.written += n as u64;
+                    self.wait.restart();
+                    return Poll::Ready(Ok(n));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("write", e))),
+                Poll::Pending => {}
+            }
+        }
+        if self.queued() >= FLUSH_AT {
+            ready!(self.poll_write_queue(cx))?;
+        }
+        let n = data.len().min((2 * FLUSH_AT).saturating_sub(self.queued()));
+        self.buf.extend_from_slice(&data[..n]);
+        self.written += n as u64;
+        Poll::Ready(Ok(n))
     }
 
     /// Writes out everything queued (pipe, then buffer).
