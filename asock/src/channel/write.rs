@@ -127,7 +127,8 @@ impl ByteWriteChannel {
         self.auto_flush = on;
     }
 
-    /// Bytes written but not yet handed to the socket.
+    /// Bytes written but not yet handed to the socket (including bytes a dropped
+    /// [`copy_to`](crate::ByteReadChannel::copy_to) left in flight: they go out first).
     pub fn queued(&self) -> usize {
         self.buf.len() - self.pos + self.spliced.as_ref().map_or(0, Spliced::pending)
     }
