@@ -159,15 +159,27 @@ impl WaitTimer {
     /// The timer is armed on `home`'s loops when no loop runs this thread, so a timeout never
     /// depends on asock's background loop (which may fail to start when the process is out of
     /// descriptors).
+    #[inline]
     pub(crate) fn poll_expired(
         &mut self,
         cx: &mut Context<'_>,
         timeout: Option<Duration>,
         home: Option<&Handle>,
     ) -> Poll<()> {
-        let Some(timeout) = timeout else {
-            return Poll::Pending;
-        };
+        match timeout {
+            // Without a timeout a wait costs nothing here (the common case on the hot path).
+            None => Poll::Pending,
+            Some(t) => self.poll_deadline(cx, t, home),
+        }
+    }
+
+    #[inline(never)]
+    fn poll_deadline(
+        &mut self,
+        cx: &mut Context<'_>,
+        timeout: Duration,
+        home: Option<&Handle>,
+    ) -> Poll<()> {
         let deadline = *self.since.get_or_insert_with(Instant::now) + timeout;
         loop {
             let sleep = self.sleep.get_or_insert_with(|| match home {

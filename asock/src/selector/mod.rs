@@ -423,6 +423,7 @@ pin_project_lite::pin_project! {
 impl<F: Future> Future for TrackedTask<F> {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         self.project().future.poll(cx)
     }

@@ -68,13 +68,18 @@ impl ConnectionLimit {
         self.live.load(Ordering::SeqCst) >= self.max.load(Ordering::Relaxed)
     }
 
-    /// A permit for one more connection, taken whether or not the cap allows it (the caller
-    /// waited for [`poll_room`](Self::poll_room) first).
-    pub(crate) fn permit(self: &Arc<Self>) -> Permit {
-        self.live.fetch_add(1, Ordering::SeqCst);
-        Permit {
-            limit: self.clone(),
-        }
+    /// A permit if the cap leaves room, taken atomically: two loops that accepted at once can
+    /// never both pass a cap of one.
+    pub(crate) fn try_permit(self: &Arc<Self>) -> Option<Permit> {
+        let max = self.max.load(Ordering::Relaxed);
+        self.live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |live| {
+                (live < max).then_some(live + 1)
+            })
+            .ok()
+            .map(|_| Permit {
+                limit: self.clone(),
+            })
     }
 
     /// Accepting has to wait: whether this starts a burst of waits (to be reported).

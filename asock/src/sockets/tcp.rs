@@ -553,7 +553,10 @@ impl ServerSocket {
     /// any TLS session on it are all dropped. At the cap, [`accept`](Self::accept) waits (the
     /// kernel's backlog holds the connections meanwhile) and
     /// [`on_accept_backoff`](Self::on_accept_backoff) hears
-    /// [`AcceptBackoff::ConnectionLimit`] once per burst of waits.
+    /// [`AcceptBackoff::ConnectionLimit`] once per burst of waits. With one listener per loop,
+    /// two loops can accept at the same moment: the one that finds no room keeps its connection
+    /// accepted but unserved until a place frees, so never more than the cap are handed out and
+    /// at most one descriptor per loop waits beyond it.
     pub fn set_max_connections(&self, max: Option<usize>) {
         self.inner.limit.set_max(max);
     }
@@ -672,7 +675,16 @@ impl Listeners {
                     let mut socket = self
                         .wrap_accepted(raw, &peer)
                         .map_err(AcceptError::Connection)?;
-                    socket.hold_permit(self.limit.permit());
+                    // Another loop may have taken the last place while this one waited in
+                    // accept: the connection waits here, accepted but not served, until there
+                    // is room (so at most one connection per loop waits beyond the cap).
+                    let permit = loop {
+                        if let Some(p) = self.limit.try_permit() {
+                            break p;
+                        }
+                        self.wait_for_room().await.map_err(AcceptError::Listener)?;
+                    };
+                    socket.hold_permit(permit);
                     return Ok(socket);
                 }
                 Err(e) if is_fd_exhaustion(&e) => {
