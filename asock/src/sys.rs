@@ -647,49 +647,42 @@ mod tests {
     #[test]
     fn malformed_or_foreign_control_messages_are_ignored() {
         let mut c = Control::new();
-        // Truncated: the header claims less than an int of data.
-        let h = with_cmsg(
-            &mut c,
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            &1200i32.to_ne_bytes(),
-            int_len() - 2,
-        );
-        assert_eq!(parse_gro_segment(&h), None);
-        // Another level or type.
-        let h = with_cmsg(
-            &mut c,
-            libc::SOL_IP,
-            libc::UDP_GRO,
-            &1200i32.to_ne_bytes(),
-            int_len(),
-        );
-        assert_eq!(parse_gro_segment(&h), None);
-        let h = with_cmsg(
-            &mut c,
-            libc::SOL_UDP,
-            libc::UDP_SEGMENT,
-            &1200i32.to_ne_bytes(),
-            int_len(),
-        );
-        assert_eq!(parse_gro_segment(&h), None);
-        // A zero or negative size.
-        let h = with_cmsg(
-            &mut c,
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            &0i32.to_ne_bytes(),
-            int_len(),
-        );
-        assert_eq!(parse_gro_segment(&h), None);
-        let h = with_cmsg(
-            &mut c,
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            &(-5i32).to_ne_bytes(),
-            int_len(),
-        );
-        assert_eq!(parse_gro_segment(&h), None);
+        // (why, level, type, payload, cmsg_len): each must be ignored.
+        let cases: [(&str, libc::c_int, libc::c_int, i32, usize); 5] = [
+            (
+                "truncated: claims less than an int",
+                libc::SOL_UDP,
+                libc::UDP_GRO,
+                1200,
+                int_len() - 2,
+            ),
+            (
+                "another level",
+                libc::SOL_IP,
+                libc::UDP_GRO,
+                1200,
+                int_len(),
+            ),
+            (
+                "another type",
+                libc::SOL_UDP,
+                libc::UDP_SEGMENT,
+                1200,
+                int_len(),
+            ),
+            ("a zero size", libc::SOL_UDP, libc::UDP_GRO, 0, int_len()),
+            (
+                "a negative size",
+                libc::SOL_UDP,
+                libc::UDP_GRO,
+                -5,
+                int_len(),
+            ),
+        ];
+        for (why, level, kind, size, len) in cases {
+            let h = with_cmsg(&mut c, level, kind, &size.to_ne_bytes(), len);
+            assert_eq!(parse_gro_segment(&h), None, "{why}");
+        }
         // A control length too short for any header, and none at all.
         let mut h = with_cmsg(
             &mut c,

@@ -6,22 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use asock::{a_socket, Datagram, Error, SelectorManager};
+use asock::{a_socket, Datagram, Error};
+use common::{selector, within};
 use futures::StreamExt;
 
-fn selector() -> SelectorManager {
-    SelectorManager::builder()
-        .threads(2)
-        .build()
-        .expect("selector")
-}
-
-/// Fails the test if `f` takes longer than `secs`.
-async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
-    asock::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test step timed out")
-}
+mod common;
 
 #[test]
 fn several_receivers_on_one_socket_are_all_served() {
