@@ -15,6 +15,7 @@ thread_local! {
 }
 
 /// A zero-filled buffer of [`CHUNK`] bytes, from the pool when it has one.
+#[inline]
 pub(crate) fn take() -> Vec<u8> {
     POOL.with(|p| p.borrow_mut().pop())
         .unwrap_or_else(|| vec![0; CHUNK])
@@ -22,6 +23,7 @@ pub(crate) fn take() -> Vec<u8> {
 
 /// Returns a buffer to the pool (or frees it). Its contents are left as they are: buffers are
 /// only ever read where they were written.
+#[inline]
 pub(crate) fn give(buf: Vec<u8>) {
     if buf.len() != CHUNK {
         return;

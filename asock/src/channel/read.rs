@@ -437,6 +437,7 @@ impl ByteReadChannel {
         self.wait.restart();
     }
 
+    #[inline]
     fn release(&mut self) {
         if let Some((b, h)) = &self.budget {
             if self.counted > 0 {

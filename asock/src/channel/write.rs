@@ -145,6 +145,29 @@ impl ByteWriteChannel {
     /// never half-queued, so a later write, [`flush`](Self::flush), `close` or the drop sends
     /// them once, in order.
     pub async fn write_fully(&mut self, data: &[u8]) -> Result<()> {
+        // One `poll_fn` with the steps as states, so a write that completes at once (the usual
+        // case) costs one poll and no nested futures.
+        let mut then = None;
+        poll_fn(|cx| {
+            let next = match then {
+                Some(next) => next,
+                None => *then.insert(self.start_write(cx, data)?),
+            };
+            match next {
+                AfterWrite::Done => Poll::Ready(Ok(())),
+                AfterWrite::Flush => self.poll_flush_all(cx),
+                AfterWrite::FlushSource => {
+                    self.src.poll_flush(cx).map_err(|e| Error::io("flush", e))
+                }
+            }
+        })
+        .await
+    }
+
+    /// The first poll of a write: sends what the socket takes at once (when nothing is queued
+    /// and the write is to be flushed or is large) and queues the rest. Says what must follow.
+    #[inline]
+    fn start_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Result<AfterWrite> {
         if self.closed {
             return Err(Error::Closed("write channel"));
         }
@@ -152,20 +175,20 @@ impl ByteWriteChannel {
         self.written += data.len() as u64;
         let mut rest = data;
         if self.queued() == 0 && (self.auto_flush || data.len() >= FLUSH_AT) {
-            rest = poll_fn(|cx| Poll::Ready(self.write_direct(cx, data))).await?;
+            rest = self.write_direct(cx, data)?;
         }
         if !rest.is_empty() {
             self.buf.extend_from_slice(rest);
         }
-        if self.queued() > 0 && (self.auto_flush || self.queued() >= FLUSH_AT) {
-            self.flush().await?;
+        let queued = self.queued();
+        Ok(if queued > 0 && (self.auto_flush || queued >= FLUSH_AT) {
+            AfterWrite::Flush
         } else if self.auto_flush {
             // The bytes went straight to the source; a TLS session may still hold records.
-            poll_fn(|cx| self.src.poll_flush(cx))
-                .await
-                .map_err(|e| Error::io("flush", e))?;
-        }
-        Ok(())
+            AfterWrite::FlushSource
+        } else {
+            AfterWrite::Done
+        })
     }
 
     /// Writes a string's UTF-8 bytes.
@@ -234,6 +257,7 @@ impl ByteWriteChannel {
     }
 
     /// Writes from `data` while the socket takes it without waiting; returns the rest.
+    #[inline]
     fn write_direct<'a>(&mut self, cx: &mut Context<'_>, mut data: &'a [u8]) -> Result<&'a [u8]> {
         while !data.is_empty() {
             match self.src.poll_write(cx, data) {
@@ -286,6 +310,17 @@ impl ByteWriteChannel {
         ready!(self.poll_write_queue(cx))?;
         self.src.poll_flush(cx).map_err(|e| Error::io("flush", e))
     }
+}
+
+/// What a write waits for after its bytes were sent or queued.
+#[derive(Clone, Copy)]
+enum AfterWrite {
+    /// Nothing.
+    Done,
+    /// The queue to be written out, then the source flushed.
+    Flush,
+    /// The source flushed (a TLS session's records).
+    FlushSource,
 }
 
 fn write_zero() -> Error {

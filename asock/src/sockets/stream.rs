@@ -1,6 +1,6 @@
 //! Connected stream sockets (TCP and Unix): [`Socket`] and [`Connection`].
 
-use std::io::{self, Read};
+use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,11 +55,8 @@ impl StreamShared {
     }
 }
 
-/// Flags for `sendmsg`: a reset peer is an error, never a SIGPIPE.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const SEND_FLAGS: libc::c_int = 0;
+#[cfg(feature = "tls")]
+use crate::sys::SEND_FLAGS;
 
 impl Source for StreamShared {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
@@ -67,19 +64,17 @@ impl Source for StreamShared {
         self.io.poll_io(
             cx,
             Direction::Read,
-            |mut s: &RawSocket| s.read(buf),
+            |s| crate::sys::recv(s.as_raw_fd(), buf),
             |n| *n < len,
         )
     }
 
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let len = buf.len();
-        // MSG_NOSIGNAL: a reset peer is an error, never a SIGPIPE, whatever the host process
-        // does with that signal.
         self.io.poll_io(
             cx,
             Direction::Write,
-            |s| s.send_with_flags(buf, SEND_FLAGS),
+            |s| crate::sys::send(s.as_raw_fd(), buf),
             |n| *n < len,
         )
     }
