@@ -154,12 +154,7 @@ pub(super) fn poll_drain(
                 wait.restart();
             }
             Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("splice", e))),
-            Poll::Pending => {
-                return match wait.poll_expired(cx, src.timeout(), src.manager()) {
-                    Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => return super::poll_timed_out(wait, cx, src),
         }
     }
     Poll::Ready(Ok(()))

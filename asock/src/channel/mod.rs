@@ -23,6 +23,25 @@ pub use read::{ByteReadChannel, DEFAULT_MAX_LINE_LENGTH};
 pub use write::ByteWriteChannel;
 
 use crate::selector::Handle;
+use crate::time::WaitTimer;
+
+/// What an operation on `src` that has to wait returns: `Ready(Err(Error::Timeout))` once its
+/// wait passed the source's `socket_timeout`, else `Pending`. Without a timeout (the common
+/// case) this is one call and no clock read.
+#[inline]
+pub(crate) fn poll_timed_out<T>(
+    wait: &mut WaitTimer,
+    cx: &mut Context<'_>,
+    src: &dyn Source,
+) -> Poll<crate::error::Result<T>> {
+    let Some(timeout) = src.timeout() else {
+        return Poll::Pending;
+    };
+    match wait.poll_expired(cx, Some(timeout), src.manager()) {
+        Poll::Ready(()) => Poll::Ready(Err(crate::error::Error::Timeout)),
+        Poll::Pending => Poll::Pending,
+    }
+}
 
 /// A connected byte stream that channels read from and write to.
 ///

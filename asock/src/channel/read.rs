@@ -186,7 +186,8 @@ impl ByteReadChannel {
     /// Whether a whole line (a `\n`) is buffered, so [`read_line`](Self::read_line) will not
     /// wait. Servers use it to flush replies once per batch of pipelined lines.
     pub fn has_line(&self) -> bool {
-        memchr(b'\n', self.buffered()).is_some()
+        let rest = self.buffered();
+        !rest.is_empty() && memchr(b'\n', rest).is_some()
     }
 
     /// Whether nothing more can be read: end of stream reached (or a read failed) and the
@@ -592,13 +593,7 @@ impl ByteReadChannel {
                 if self.start == self.end {
                     self.release();
                 }
-                match self
-                    .wait
-                    .poll_expired(cx, self.src.timeout(), self.src.manager())
-                {
-                    Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
-                    Poll::Pending => Poll::Pending,
-                }
+                super::poll_timed_out(&mut self.wait, cx, &*self.src)
             }
         }
     }
@@ -634,13 +629,7 @@ impl ByteReadChannel {
                     Poll::Ready(Err(e)) => Poll::Ready(Err(self.fail(e))),
                     Poll::Pending => {
                         self.release();
-                        match self
-                            .wait
-                            .poll_expired(cx, self.src.timeout(), self.src.manager())
-                        {
-                            Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
-                            Poll::Pending => Poll::Pending,
-                        }
+                        super::poll_timed_out(&mut self.wait, cx, &*self.src)
                     }
                 };
             }
@@ -671,7 +660,10 @@ impl ByteReadChannel {
         loop {
             let from = self.start + self.scanned;
             let hay = &self.buf[from..self.end];
-            let hit = if delim.len() == 1 {
+            let hit = if hay.is_empty() {
+                // Nothing new to search (the usual case right after a record): no call.
+                None
+            } else if delim.len() == 1 {
                 memchr(delim[0], hay)
             } else {
                 memmem::find(hay, delim)
@@ -849,12 +841,6 @@ impl ByteReadChannel {
         if self.start == self.end {
             self.release();
         }
-        match self
-            .wait
-            .poll_expired(cx, self.src.timeout(), self.src.manager())
-        {
-            Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
-            Poll::Pending => Poll::Pending,
-        }
+        super::poll_timed_out(&mut self.wait, cx, &*self.src)
     }
 }

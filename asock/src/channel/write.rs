@@ -281,7 +281,6 @@ impl ByteWriteChannel {
             &mut self.wait,
             cx
         ))?;
-        let timeout = self.src.timeout();
         while self.pos < self.buf.len() {
             match self.src.poll_write(cx, &self.buf[self.pos..]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(write_zero())),
@@ -291,10 +290,7 @@ impl ByteWriteChannel {
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("write", e))),
                 Poll::Pending => {
-                    return match self.wait.poll_expired(cx, timeout, self.src.manager()) {
-                        Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
-                        Poll::Pending => Poll::Pending,
-                    };
+                    return super::poll_timed_out(&mut self.wait, cx, &*self.src);
                 }
             }
         }
@@ -531,12 +527,6 @@ impl ByteWriteChannel {
 
     /// The socket cannot take more now: waits until the socket timeout.
     pub(super) fn poll_blocked(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        match self
-            .wait
-            .poll_expired(cx, self.src.timeout(), self.src.manager())
-        {
-            Poll::Ready(()) => Poll::Ready(Err(Error::Timeout)),
-            Poll::Pending => Poll::Pending,
-        }
+        super::poll_timed_out(&mut self.wait, cx, &*self.src)
     }
 }
