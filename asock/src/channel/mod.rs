@@ -56,6 +56,11 @@ pub(crate) trait Source: Send + Sync + 'static {
     fn poll_flush(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+    /// Whether [`poll_flush`](Self::poll_flush) can have work to do; `false` lets a write
+    /// channel skip the call after every auto-flushed write (a plain socket buffers nothing).
+    fn buffers_writes(&self) -> bool {
+        true
+    }
     /// Ends the write half: the peer sees end of stream.
     fn poll_shutdown_write(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// How long one read or write may wait (`socket_timeout`).

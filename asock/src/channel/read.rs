@@ -599,6 +599,7 @@ impl ByteReadChannel {
     }
 
     /// Waits until `n` bytes are buffered (`true`) or the stream ended short of that (`false`).
+    #[inline]
     fn poll_ensure(&mut self, cx: &mut Context<'_>, n: usize) -> Poll<Result<bool>> {
         while self.available_for_read() < n {
             if ready!(self.poll_fill(cx))? == 0 {

@@ -60,6 +60,8 @@ pub struct ByteWriteChannel {
     /// Bytes of `buf` already written.
     pos: usize,
     auto_flush: bool,
+    /// The source holds written bytes of its own (TLS records) that a flush must push out.
+    source_buffers: bool,
     closed: bool,
     /// Bytes handed to the channel by write calls, in all.
     written: u64,
@@ -99,6 +101,7 @@ macro_rules! typed_writes {
 impl ByteWriteChannel {
     pub(crate) fn new(src: Arc<dyn Source>, auto_flush: bool) -> Self {
         ByteWriteChannel {
+            source_buffers: src.buffers_writes(),
             src,
             buf: Vec::new(),
             pos: 0,
@@ -183,7 +186,7 @@ impl ByteWriteChannel {
         let queued = self.queued();
         Ok(if queued > 0 && (self.auto_flush || queued >= FLUSH_AT) {
             AfterWrite::Flush
-        } else if self.auto_flush {
+        } else if self.auto_flush && self.source_buffers {
             // The bytes went straight to the source; a TLS session may still hold records.
             AfterWrite::FlushSource
         } else {
@@ -304,6 +307,9 @@ impl ByteWriteChannel {
 
     fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         ready!(self.poll_write_queue(cx))?;
+        if !self.source_buffers {
+            return Poll::Ready(Ok(()));
+        }
         self.src.poll_flush(cx).map_err(|e| Error::io("flush", e))
     }
 }
@@ -351,6 +357,7 @@ impl Drop for ByteWriteChannel {
         };
         let task = manager.launch(async move {
             let mut ch = ByteWriteChannel {
+                source_buffers: src.buffers_writes(),
                 src,
                 buf,
                 pos,

@@ -79,6 +79,10 @@ impl Source for StreamShared {
         )
     }
 
+    fn buffers_writes(&self) -> bool {
+        false
+    }
+
     fn poll_shutdown_write(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.io.get_ref().shutdown(Shutdown::Write) {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
