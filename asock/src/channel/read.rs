@@ -552,6 +552,7 @@ impl ByteReadChannel {
     }
 
     /// Reads more bytes from the source into the buffer. `Ok(0)` means end of stream.
+    #[inline]
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize>> {
         self.poll_fill_capped(cx, usize::MAX)
     }

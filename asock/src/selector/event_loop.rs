@@ -1,7 +1,7 @@
 //! One event loop: a thread that owns a `mio::Poll`, a local run queue, a timer heap and an
 //! injection queue that other threads push to.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
@@ -61,12 +61,18 @@ struct Inject {
 /// What only the loop's own thread touches.
 pub(crate) struct Local {
     pub(crate) shared: Arc<LoopShared>,
-    queue: RefCell<VecDeque<Runnable>>,
     timers: RefCell<TimerHeap>,
 }
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Local>>> = const { RefCell::new(None) };
+    /// The loop running on this thread (null for none), compared by address: the one check a
+    /// wake-up makes to know whether it may push straight onto [`QUEUE`].
+    static HOME: Cell<*const LoopShared> = const { Cell::new(std::ptr::null()) };
+    /// The run queue of the loop on this thread (a thread runs at most one loop). A
+    /// thread-local of its own so that scheduling a task on its own loop is one address
+    /// comparison and one push, with no lookup of the loop.
+    static QUEUE: RefCell<VecDeque<Runnable>> = const { RefCell::new(VecDeque::new()) };
 }
 
 /// Runs `f` with the loop that owns the current thread, if any.
@@ -96,23 +102,18 @@ impl LoopShared {
     /// Schedules a task on this loop: straight onto the local queue when called on the loop's
     /// own thread (no lock, no wake-up), through the injection queue otherwise.
     pub(crate) fn schedule(self: &Arc<Self>, runnable: Runnable) {
-        let runnable = with_current(|cur| match cur {
-            Some(local) if Arc::ptr_eq(&local.shared, self) => {
-                local.queue.borrow_mut().push_back(runnable);
-                None
-            }
-            _ => Some(runnable),
-        });
-        if let Some(runnable) = runnable {
-            let mut inj = lock(&self.inject);
-            if inj.closed {
-                drop(inj);
-                drop_tasks([runnable]);
-                return;
-            }
-            inj.tasks.push_back(runnable);
-            self.wake_if_sleeping(inj);
+        if HOME.get() == Arc::as_ptr(self) {
+            QUEUE.with_borrow_mut(|q| q.push_back(runnable));
+            return;
         }
+        let mut inj = lock(&self.inject);
+        if inj.closed {
+            drop(inj);
+            drop_tasks([runnable]);
+            return;
+        }
+        inj.tasks.push_back(runnable);
+        self.wake_if_sleeping(inj);
     }
 
     /// Arms a timer on this loop: straight into its heap on the loop's own thread, through the
@@ -306,10 +307,11 @@ pub(crate) fn run(
     drop(pinned);
     let local = Rc::new(Local {
         shared: shared.clone(),
-        queue: RefCell::new(VecDeque::with_capacity(64)),
         timers: RefCell::new(TimerHeap::default()),
     });
     CURRENT.with(|c| *c.borrow_mut() = Some(local.clone()));
+    HOME.set(Arc::as_ptr(&shared));
+    QUEUE.with_borrow_mut(|q| q.reserve(64));
     let mut events = Events::with_capacity(1024);
     let mut wakers: Vec<Waker> = Vec::with_capacity(64);
     let mut last_activity = Instant::now();
@@ -318,7 +320,7 @@ pub(crate) fn run(
         // 1. Run what is ready, up to a budget.
         let mut ran = 0;
         while ran < TASK_BUDGET {
-            let next = local.queue.borrow_mut().pop_front();
+            let next = QUEUE.with_borrow_mut(VecDeque::pop_front);
             match next {
                 Some(task) => {
                     super::coop::reset();
@@ -340,7 +342,7 @@ pub(crate) fn run(
             let busy = config
                 .busy_poll
                 .is_some_and(|spin| last_activity.elapsed() < spin);
-            if !local.queue.borrow().is_empty() || busy {
+            if !QUEUE.with_borrow(VecDeque::is_empty) || busy {
                 timeout = Some(Duration::ZERO);
             } else {
                 inj.sleeping = true;
@@ -384,7 +386,7 @@ pub(crate) fn run(
         // 5. Fire expired timers.
         let now = Instant::now();
         local.timers.borrow_mut().fire_expired(now);
-        if any || !local.queue.borrow().is_empty() {
+        if any || !QUEUE.with_borrow(VecDeque::is_empty) {
             last_activity = now;
         }
     }
@@ -404,13 +406,14 @@ pub(crate) fn run(
         t.orphan();
     }
     loop {
-        let queued = std::mem::take(&mut *local.queue.borrow_mut());
+        let queued = QUEUE.with_borrow_mut(std::mem::take);
         if queued.is_empty() {
             break;
         }
         drop(queued);
     }
     local.timers.borrow_mut().orphan_all();
+    HOME.set(std::ptr::null());
     CURRENT.with(|c| c.borrow_mut().take());
 }
 
@@ -460,7 +463,7 @@ fn drop_tasks(tasks: impl IntoIterator<Item = Runnable>) {
 
 fn take_injected(local: &Local, inj: &mut Inject) {
     if !inj.tasks.is_empty() {
-        local.queue.borrow_mut().extend(inj.tasks.drain(..));
+        QUEUE.with_borrow_mut(|q| q.extend(inj.tasks.drain(..)));
     }
     if !inj.timers.is_empty() {
         let mut heap = local.timers.borrow_mut();
