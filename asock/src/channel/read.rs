@@ -568,7 +568,9 @@ impl ByteReadChannel {
         if self.eof {
             return Poll::Ready(Ok(0));
         }
-        if self.shed_error().is_some() || !self.make_room(cap) {
+        // A shed channel needs no check here: shedding closes its source, so the read below
+        // fails and is reported as shed.
+        if !self.make_room(cap) {
             return self.shed();
         }
         let asked = self.buf.len() - self.end;
