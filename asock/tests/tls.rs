@@ -507,6 +507,83 @@ fn truncation_is_an_error_not_eof() {
     .unwrap();
 }
 
+/// Records, then the end, in one TCP write from a plain rustls client: the reader gets every
+/// byte, then a clean end of stream for close_notify, or `Truncated` for a TCP close without it.
+#[test]
+fn records_and_their_end_in_one_write() {
+    use asock::tls::rustls;
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let pki = pki();
+    let scfg = server_config(&pki.server);
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_slice(pki.ca.cert_pem().as_bytes()).unwrap();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ccfg = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let sel = selector();
+    for close_notify in [true, false] {
+        let ccfg = ccfg.clone();
+        sel.run_blocking(async {
+            let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await?;
+            let port = server.port().unwrap();
+            let client = std::thread::spawn(move || {
+                let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let mut conn = rustls::ClientConnection::new(ccfg, name).unwrap();
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut tcp).unwrap();
+                }
+                // Three records of 5 bytes and the end, sent with one write.
+                for _ in 0..3 {
+                    conn.writer().write_all(b"hello").unwrap();
+                }
+                if close_notify {
+                    conn.send_close_notify();
+                }
+                let mut out = Vec::new();
+                while conn.wants_write() {
+                    conn.write_tls(&mut out).unwrap();
+                }
+                tcp.write_all(&out).unwrap();
+                // Half-close and read until the server closes: closing with its session
+                // tickets unread would reset the connection instead.
+                tcp.shutdown(std::net::Shutdown::Write).unwrap();
+                let _ = std::io::copy(&mut tcp, &mut std::io::sink());
+            });
+            let s = server.accept().await?.tls_server(&scfg).await?;
+            s.set_socket_timeout(Some(Duration::from_secs(10)));
+            let mut input = s.open_read_channel();
+            let mut got = Vec::new();
+            let end = loop {
+                let mut buf = [0u8; 64];
+                match input.read_available(&mut buf).await {
+                    Ok(0) => break None,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => break Some(tls_reason(&e).unwrap_or_else(|| panic!("{e}"))),
+                }
+            };
+            s.close();
+            client.join().unwrap();
+            assert_eq!(got, b"hellohellohello");
+            let want = if close_notify {
+                None
+            } else {
+                Some(TlsReason::Truncated)
+            };
+            assert_eq!(end, want, "close_notify sent: {close_notify}");
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    }
+}
+
 /// Reads fill the channel's buffer across records: a bulk stream arrives intact and in order,
 /// and its end (a clean close_notify, or a TCP close without one) comes after the last byte.
 #[test]

@@ -77,6 +77,13 @@ struct State {
     close_notify_sent: bool,
     /// The last socket read returned fewer bytes than asked: nothing more is there now.
     drained: bool,
+    /// Decrypted bytes rustls holds for `reader()` (its count after the last
+    /// `process_new_packets`, less what was read since), so that a read asks rustls only when
+    /// it has something: an empty `reader().read` costs a `WouldBlock` error each time.
+    plaintext: usize,
+    /// The peer sent close_notify or the socket reached its end: `reader()` says which, once
+    /// the plaintext is read.
+    ended: bool,
     /// Bytes that arrived before TLS started (read ahead by a plain channel), fed first.
     early: Vec<u8>,
     early_pos: usize,
@@ -122,6 +129,8 @@ impl TlsSession {
                 error: None,
                 close_notify_sent: false,
                 drained: false,
+                plaintext: 0,
+                ended: false,
                 early,
                 early_pos: 0,
             }),
@@ -189,11 +198,17 @@ impl TlsSession {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
             Err(e) => return Poll::Ready(Err(e)),
         };
-        if let Err(e) = st.conn.process_new_packets() {
-            let err = st.fail(&e);
-            // Tell the peer why (the alert rustls queued), if the socket takes it now.
-            self.write_tls_now(st);
-            return Poll::Ready(Err(err));
+        match st.conn.process_new_packets() {
+            Ok(io) => {
+                st.plaintext = io.plaintext_bytes_to_read();
+                st.ended |= n == 0 || io.peer_has_closed();
+            }
+            Err(e) => {
+                let err = st.fail(&e);
+                // Tell the peer why (the alert rustls queued), if the socket takes it now.
+                self.write_tls_now(st);
+                return Poll::Ready(Err(err));
+            }
         }
         if st.conn.wants_write() && !st.conn.is_handshaking() {
             self.write_tls_now(st);
@@ -269,30 +284,34 @@ impl Source for TlsSession {
         let mut st = self.lock();
         let mut filled = 0;
         loop {
-            match st.conn.reader().read(&mut buf[filled..]) {
-                // 0: the peer sent close_notify, a clean end of stream (after what was read).
-                Ok(0) => return Poll::Ready(Ok(filled)),
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() {
-                        return Poll::Ready(Ok(filled));
+            if st.plaintext > 0 || st.ended {
+                match st.conn.reader().read(&mut buf[filled..]) {
+                    // 0: the peer sent close_notify, a clean end of stream (after what was read).
+                    Ok(0) => return Poll::Ready(Ok(filled)),
+                    Ok(n) => {
+                        st.plaintext = st.plaintext.saturating_sub(n);
+                        filled += n;
+                        if filled == buf.len() {
+                            return Poll::Ready(Ok(filled));
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if filled > 0 && st.drained {
-                        return Poll::Ready(Ok(filled));
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // The end (and errors below) come after the bytes already read.
+                    Err(_) if filled > 0 => return Poll::Ready(Ok(filled)),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Poll::Ready(Err(tls_io_error(
+                            TlsReason::Truncated,
+                            "the peer closed the TCP connection without sending close_notify"
+                                .into(),
+                        )));
                     }
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
-                // The end (and errors below) come after the bytes already read.
-                Err(_) if filled > 0 => return Poll::Ready(Ok(filled)),
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Poll::Ready(Err(tls_io_error(
-                        TlsReason::Truncated,
-                        "the peer closed the TCP connection without sending close_notify".into(),
-                    )));
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+            }
+            // Nothing decrypted is left: the bytes in hand go when the socket has no more.
+            if filled > 0 && st.drained {
+                return Poll::Ready(Ok(filled));
             }
             if let Some(e) = st.stored_error() {
                 return Poll::Ready(if filled > 0 { Ok(filled) } else { Err(e) });
