@@ -401,8 +401,8 @@ impl crate::Connection {
     }
 }
 
-/// Handshakes in flight at most: past it one is shed to make room (the oldest silent one; with
-/// none silent, the oldest).
+/// Handshakes in flight at most without a connection cap (with one, the cap if larger): past
+/// it one is shed to make room (the oldest silent one; with none silent, the oldest).
 const MAX_PENDING_HANDSHAKES: usize = 1024;
 /// Handshaken sockets waiting for [`TlsServerSocket::accept`]; while it is full nothing more
 /// is accepted (the kernel backlog holds new connections).
@@ -583,7 +583,12 @@ impl Pending {
                 .await;
                 continue;
             }
-            while self.len() >= MAX_PENDING_HANDSHAKES && self.shed_oldest(Duration::ZERO) {}
+            // Everything the cap allows is accepted (nginx-style: the idle time out), so
+            // silent connections under the cap cause no churn of accepts and sheds.
+            let most = server
+                .max_connections()
+                .map_or(MAX_PENDING_HANDSHAKES, |m| m.max(MAX_PENDING_HANDSHAKES));
+            while self.len() >= most && self.shed_oldest(Duration::ZERO) {}
             if server.is_full() && self.len() > 0 && !self.shed_oldest(SHED_HANDSHAKE_AFTER) {
                 // None old enough yet: look again soon (one may finish meanwhile).
                 crate::time::Sleep::until_on(
@@ -624,7 +629,9 @@ impl TlsServerSocket {
     }
 
     /// Caps the connections alive at once, pending handshakes included; see
-    /// [`ServerSocket::set_max_connections`]. At the cap, a pending handshake older than
+    /// [`ServerSocket::set_max_connections`]. Below the cap every connection is accepted and
+    /// handshaken (silent ones end at the handshake timeout), however many are pending. At the
+    /// cap, a pending handshake older than
     /// 50 ms is shed (closed) so a new client gets its place: the oldest whose client has sent
     /// nothing yet (one whose client spoke only while no silent one is pending).
     pub fn set_max_connections(&self, max: Option<usize>) {
