@@ -30,7 +30,14 @@ pub fn run(args: EchoArgs) -> CliResult {
     let mode = Mode::of(&args);
     let place = Place::new(Some(&args.addr), args.unix.as_deref())?;
     selector.run_blocking(async {
-        let mut builder = a_socket(&selector).tcp().replace_stale(place.is_unix());
+        // A backlog as deep as the cap (the kernel clips it to somaxconn): clients past the
+        // cap, and a flood of silent TLS connections reopened as they are shed, wait there
+        // instead of overflowing it into SYN retries a second apart.
+        let backlog = u32::try_from(args.max_connections).unwrap_or(u32::MAX);
+        let mut builder = a_socket(&selector)
+            .tcp()
+            .backlog(backlog)
+            .replace_stale(place.is_unix());
         if let Some(t) = idle {
             builder = builder.socket_timeout(t);
         }
