@@ -10,7 +10,6 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use asock::tls::TlsConfig;
 use asock::{a_socket, SelectorManager};
 use support::{echo_line, kill, stderr_line, wait_output, wait_until, Server, BIN};
 
@@ -103,12 +102,7 @@ fn second_signal_exits_at_once() {
 #[test]
 fn grace_covers_pending_tls_handshakes() {
     let mut server = Server::start(&["--tls-self-signed", "--grace", "2"], None);
-    let ca = server.lines[1].rsplit(' ').next().unwrap().to_string();
-    let config = TlsConfig::client()
-        .add_root_pem_file(&ca)
-        .unwrap()
-        .build()
-        .unwrap();
+    let config = server.tls_client();
     let selector = SelectorManager::builder().threads(1).build().unwrap();
     let port = server.port;
     // Pending when the signal comes: TCP open, no ClientHello yet.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use asock::tls::test_certs::TestCa;
-use asock::tls::{TlsConfig, TlsServerConfig};
+use asock::tls::{TlsConfig, TlsServerConfig, TlsServerSocket};
 use asock::{a_socket, AcceptBackoff, Error, SelectorManager};
 
 const KIB: usize = 1024;
@@ -218,16 +218,22 @@ fn tls() -> Tls {
     }
 }
 
+/// A TLS listener on 127.0.0.1 and its port.
+fn tls_listener(selector: &SelectorManager, config: &TlsServerConfig) -> (TlsServerSocket, u16) {
+    let server = selector
+        .run_blocking(a_socket(selector).tcp().bind("127.0.0.1:0"))
+        .unwrap()
+        .tls(config);
+    let port = server.local_address().port().unwrap();
+    (server, port)
+}
+
 #[test]
 fn silent_connections_at_the_cap_never_stall_an_honest_tls_client() {
     let certs = tls();
     let selector = SelectorManager::builder().threads(2).build().unwrap();
-    let server = selector
-        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
-        .unwrap()
-        .tls(&certs.server);
+    let (server, port) = tls_listener(&selector, &certs.server);
     server.set_max_connections(Some(32));
-    let port = server.local_address().port().unwrap();
     let server = Arc::new(server);
     let (srv, sel) = (server.clone(), selector.clone());
     selector.launch(async move {
@@ -284,11 +290,7 @@ fn silent_connections_at_the_cap_never_stall_an_honest_tls_client() {
 fn a_tls_server_never_accepted_from_holds_at_most_its_ready_queue() {
     let certs = tls();
     let selector = SelectorManager::builder().threads(2).build().unwrap();
-    let server = selector
-        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
-        .unwrap()
-        .tls(&certs.server);
-    let port = server.local_address().port().unwrap();
+    let (server, port) = tls_listener(&selector, &certs.server);
     let mut clients = Vec::new();
     let mut failed = 0;
     // Sequential handshakes: the 256-socket ready queue fills, then nothing more is accepted.
@@ -339,12 +341,8 @@ fn closed_by_server(s: &mut TcpStream, limit: Duration) -> bool {
 fn at_the_cap_silent_handshakes_are_shed_before_one_whose_client_spoke() {
     let certs = tls();
     let selector = SelectorManager::builder().threads(1).build().unwrap();
-    let server = selector
-        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
-        .unwrap()
-        .tls(&certs.server);
+    let (server, port) = tls_listener(&selector, &certs.server);
     server.set_max_connections(Some(3));
-    let port = server.local_address().port().unwrap();
     // The oldest: the start of a TLS record header, then nothing (it spoke, then stalled).
     let mut talker = TcpStream::connect(("127.0.0.1", port)).unwrap();
     talker.write_all(&[0x16, 0x03, 0x01, 0x02]).unwrap();
