@@ -10,6 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use asock::{a_socket, SelectorManager};
 use support::{echo_line, kill, stderr_line, wait_output, wait_until, Server, BIN};
 
 /// SIGTERM: no new connections, an open one finishes its work, and the server exits 0 as soon
@@ -93,6 +94,61 @@ fn second_signal_exits_at_once() {
         assert_eq!(status.and_then(|s| s.code()), Some(128 + sig));
         assert!(took < Duration::from_secs(2));
     }
+}
+
+/// `--grace` covers pending TLS handshakes: one still pending at the signal that completes
+/// within the grace period is served; silent ones are dropped when it ends, and the server
+/// exits then (exit 0), not at the 10 s handshake timeout.
+#[test]
+fn grace_covers_pending_tls_handshakes() {
+    let mut server = Server::start(&["--tls-self-signed", "--grace", "2"], None);
+    let config = server.tls_client();
+    let selector = SelectorManager::builder().threads(1).build().unwrap();
+    let port = server.port;
+    // Pending when the signal comes: TCP open, no ClientHello yet.
+    let late = selector
+        .run_blocking(a_socket(&selector).tcp().connect(("127.0.0.1", port)))
+        .unwrap();
+    let mut silent: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert!(
+        wait_until(Duration::from_secs(5), || server
+            .stderr_text()
+            .contains("no longer accepting")),
+        "no shutdown message: {}",
+        server.stderr_text()
+    );
+    // The pending one handshakes within the grace period and is served.
+    let (line, tls) = selector
+        .run_blocking(async {
+            let tls = late.tls(&config).await?;
+            let mut output = tls.open_write_channel(true);
+            let mut input = tls.open_read_channel();
+            output.write_str("within grace\n").await?;
+            let line = input.read_utf8_line().await?;
+            Ok::<_, asock::Error>((line, tls))
+        })
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("within grace"));
+    let (status, _) = server.wait_exit(Duration::from_secs(10));
+    let took = t0.elapsed();
+    eprintln!("grace 2 s with pending TLS handshakes: exited {status:?} {took:?} after SIGTERM");
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    for s in &mut silent {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(
+            matches!(s.read(&mut buf), Ok(0) | Err(_)),
+            "a silent handshake outlived the server"
+        );
+    }
+    drop(tls);
 }
 
 /// Starts `asock ARGS` as a script's `cmd &` would: with SIGINT ignored. Stdin is a pipe kept

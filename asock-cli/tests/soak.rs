@@ -16,7 +16,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use asock::tls::TlsConfig;
 use asock::{a_socket, SelectorManager};
 use support::{reset, wait_until, ProcStats, Rng, Server};
 
@@ -132,12 +131,7 @@ fn tcp_churn_leaves_no_leaks() {
 fn tls_churn_leaves_no_leaks() {
     let mut rng = Rng::from_env();
     let server = Server::start(&["--threads", "2", "--tls-self-signed"], None);
-    let ca = server.lines[1].rsplit(' ').next().unwrap().to_string();
-    let config = TlsConfig::client()
-        .add_root_pem_file(&ca)
-        .unwrap()
-        .build()
-        .unwrap();
+    let config = server.tls_client();
     let selector = SelectorManager::builder().threads(1).build().unwrap();
     let limit = env_u64("ASOCK_SOAK_TLS", 10_000) as usize;
     let time = budget() / 3;

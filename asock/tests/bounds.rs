@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use asock::tls::test_certs::TestCa;
-use asock::tls::{TlsConfig, TlsServerConfig};
+use asock::tls::{TlsConfig, TlsServerConfig, TlsServerSocket};
 use asock::{a_socket, AcceptBackoff, Error, SelectorManager};
 
 const KIB: usize = 1024;
@@ -218,16 +218,22 @@ fn tls() -> Tls {
     }
 }
 
+/// A TLS listener on 127.0.0.1 and its port.
+fn tls_listener(selector: &SelectorManager, config: &TlsServerConfig) -> (TlsServerSocket, u16) {
+    let server = selector
+        .run_blocking(a_socket(selector).tcp().bind("127.0.0.1:0"))
+        .unwrap()
+        .tls(config);
+    let port = server.local_address().port().unwrap();
+    (server, port)
+}
+
 #[test]
 fn silent_connections_at_the_cap_never_stall_an_honest_tls_client() {
     let certs = tls();
     let selector = SelectorManager::builder().threads(2).build().unwrap();
-    let server = selector
-        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
-        .unwrap()
-        .tls(&certs.server);
+    let (server, port) = tls_listener(&selector, &certs.server);
     server.set_max_connections(Some(32));
-    let port = server.local_address().port().unwrap();
     let server = Arc::new(server);
     let (srv, sel) = (server.clone(), selector.clone());
     selector.launch(async move {
@@ -284,11 +290,7 @@ fn silent_connections_at_the_cap_never_stall_an_honest_tls_client() {
 fn a_tls_server_never_accepted_from_holds_at_most_its_ready_queue() {
     let certs = tls();
     let selector = SelectorManager::builder().threads(2).build().unwrap();
-    let server = selector
-        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
-        .unwrap()
-        .tls(&certs.server);
-    let port = server.local_address().port().unwrap();
+    let (server, port) = tls_listener(&selector, &certs.server);
     let mut clients = Vec::new();
     let mut failed = 0;
     // Sequential handshakes: the 256-socket ready queue fills, then nothing more is accepted.
@@ -319,4 +321,62 @@ fn a_tls_server_never_accepted_from_holds_at_most_its_ready_queue() {
         clients.len()
     );
     assert!(failed >= 40, "{failed} clients were left in the backlog");
+}
+
+/// Whether the server closed `s` (end of stream or a reset) within `limit`.
+fn closed_by_server(s: &mut TcpStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut b = [0u8; 64];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn at_the_cap_silent_handshakes_are_shed_before_one_whose_client_spoke() {
+    let certs = tls();
+    let selector = SelectorManager::builder().threads(1).build().unwrap();
+    let (server, port) = tls_listener(&selector, &certs.server);
+    server.set_max_connections(Some(3));
+    // The oldest: the start of a TLS record header, then nothing (it spoke, then stalled).
+    let mut talker = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    talker.write_all(&[0x16, 0x03, 0x01, 0x02]).unwrap();
+    eventually("the talker's handshake", Duration::from_secs(5), || {
+        server.pending_handshakes() == 1
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    // At the cap a pending handshake older than 50 ms is shed to keep a place for a new
+    // client: the silent one goes, though the talker is older.
+    let mut silent_old = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _silent_new = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(
+        closed_by_server(&mut silent_old, Duration::from_secs(3)),
+        "the oldest silent handshake was kept at the cap"
+    );
+    // A new client takes the place; at the cap again, the other silent one goes next.
+    let started = Instant::now();
+    let honest = selector.run_blocking(async {
+        let s = a_socket(&selector)
+            .tcp()
+            .connect(("127.0.0.1", port))
+            .await?;
+        s.tls(&certs.client).await
+    });
+    assert!(honest.is_ok(), "{honest:?}");
+    eprintln!("honest handshake at the cap in {:?}", started.elapsed());
+    eventually(
+        "the other silent handshake to go",
+        Duration::from_secs(3),
+        || server.pending_handshakes() == 1,
+    );
+    assert!(
+        !closed_by_server(&mut talker, Duration::from_millis(200)),
+        "the handshake whose client spoke was shed before a silent one"
+    );
+    assert_eq!(server.connections(), 2, "the talker and the honest client");
 }

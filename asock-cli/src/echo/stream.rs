@@ -30,7 +30,14 @@ pub fn run(args: EchoArgs) -> CliResult {
     let mode = Mode::of(&args);
     let place = Place::new(Some(&args.addr), args.unix.as_deref())?;
     selector.run_blocking(async {
-        let mut builder = a_socket(&selector).tcp().replace_stale(place.is_unix());
+        // A backlog as deep as the cap (the kernel clips it to somaxconn): clients past the
+        // cap, and a flood of silent TLS connections reopened as they are shed, wait there
+        // instead of overflowing it into SYN retries a second apart.
+        let backlog = u32::try_from(args.max_connections).unwrap_or(u32::MAX);
+        let mut builder = a_socket(&selector)
+            .tcp()
+            .backlog(backlog)
+            .replace_stale(place.is_unix());
         if let Some(t) = idle {
             builder = builder.socket_timeout(t);
         }
@@ -66,10 +73,25 @@ pub fn run(args: EchoArgs) -> CliResult {
 /// bounded write queue instead of being copied into it whole when the peer reads slowly.
 const WRITE_PIECE: usize = 64 * 1024;
 
-/// Gives memory freed by closed connections back to the system every two seconds. glibc keeps
-/// freed buffers of a few tens of KiB in its heaps, so without this the server's RSS stayed
-/// at five times its idle figure after 300 hostile peers left (bench/hostile.sh, target 1).
+/// Blocks from this size up (buffers grown for long lines) get a mapping of their own: glibc's
+/// threshold otherwise rises to the largest block freed (up to 32 MiB), after which a growing
+/// 4 MiB line buffer is reallocated by copying into fresh pages instead of by `mremap`, and
+/// the copies of many connections in one loop turn held a probe's round trip up for hundreds
+/// of milliseconds (bench/hostile.sh, target 2).
+const MAPPED_FROM: usize = 128 * 1024;
+
+/// Gives memory freed by closed connections back to the system: long-line buffers at once
+/// (they are mapped on their own from [`MAPPED_FROM`] up), the rest every two seconds. glibc
+/// keeps freed buffers of a few tens of KiB in its heaps, so without this the server's RSS
+/// stayed at five times its idle figure after 300 hostile peers left (bench/hostile.sh,
+/// target 1).
 fn return_freed_memory(selector: &SelectorManager) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation policy (a fixed threshold above which
+    // blocks are mapped on their own); called before any buffer of that size exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MAPPED_FROM as libc::c_int);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     selector.launch(async {
         loop {

@@ -23,6 +23,16 @@ pub struct Server {
 }
 
 impl Server {
+    /// A TLS client configuration that trusts the CA of a `--tls-self-signed` server.
+    pub fn tls_client(&self) -> asock::tls::TlsConfig {
+        let ca = self.lines[1].rsplit(' ').next().expect("the CA's path");
+        asock::tls::TlsConfig::client()
+            .add_root_pem_file(ca)
+            .unwrap()
+            .build()
+            .unwrap()
+    }
+
     /// Starts `asock echo-server 127.0.0.1:0 ARGS`; with `nofile`, under that RLIMIT_NOFILE.
     pub fn start(args: &[&str], nofile: Option<u64>) -> Server {
         Self::start_at(&["127.0.0.1:0"], args, nofile)

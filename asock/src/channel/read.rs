@@ -17,6 +17,10 @@ use crate::time::WaitTimer;
 
 /// The largest single read a channel grows to for a bulk stream.
 const MAX_READ_SIZE: usize = 64 * 1024;
+/// A buffer grown for a long line is zeroed and read into this much at a time: what one turn
+/// of the loop costs a connection sending a long line fast (issue 18: 1,000 peers sending
+/// 4 MiB lines to one loop; a probe's round trip waits for one turn of each of them).
+const GROWTH_STEP: usize = 16 * 1024;
 
 /// The default limit of [`ByteReadChannel::read_line`]: 1 MiB.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 1 << 20;
@@ -523,6 +527,12 @@ impl ByteReadChannel {
         if self.end < self.buf.len() {
             return true;
         }
+        if self.buf.len() < self.buf.capacity() {
+            // Room reserved (and counted) by an earlier growth: zero one step more.
+            let len = self.buf.capacity().min(self.buf.len() + GROWTH_STEP);
+            self.buf.resize(len, 0);
+            return true;
+        }
         let len = self.buf.len().saturating_mul(2).min(cap);
         if self.start > 0 && (self.start >= self.buf.len() / 2 || len <= self.buf.len()) {
             self.buf.copy_within(self.start..self.end, 0);
@@ -534,7 +544,10 @@ impl ByteReadChannel {
                 return false;
             }
             self.buf.reserve_exact(len - self.buf.len());
-            self.buf.resize(len, 0);
+            // Zeroed (and faulted in) a step at a time as reads need it, not all at once: a
+            // turn of the loop never pays for megabytes of a long line's buffer.
+            let now = len.min(self.buf.len() + GROWTH_STEP);
+            self.buf.resize(now, 0);
         }
         true
     }
@@ -573,8 +586,10 @@ impl ByteReadChannel {
         if !self.make_room(cap) {
             return self.shed();
         }
-        let asked = self.buf.len() - self.end;
-        match self.src.poll_read(cx, &mut self.buf[self.end..]) {
+        // One read's worth at most, even into a buffer grown for a long line.
+        let upto = self.buf.len().min(self.end + MAX_READ_SIZE);
+        let asked = upto - self.end;
+        match self.src.poll_read(cx, &mut self.buf[self.end..upto]) {
             // A shed connection's socket is closed under it: that is no end of stream.
             Poll::Ready(Ok(0)) if self.shed_error().is_some() => self.shed(),
             Poll::Ready(Ok(0)) => {
@@ -661,6 +676,7 @@ impl ByteReadChannel {
             .max_line
             .saturating_add(slack)
             .saturating_add(MAX_READ_SIZE);
+        let mut filled = false;
         loop {
             let from = self.start + self.scanned;
             let hay = &self.buf[from..self.end];
@@ -700,6 +716,14 @@ impl ByteReadChannel {
                     limit: self.max_line,
                 }));
             }
+            if filled && buffered >= MAX_READ_SIZE {
+                // A long line arriving fast: one read per turn, then the loop's other
+                // connections run (the search resumes where it stopped), however much the
+                // kernel holds.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            filled = true;
             if ready!(self.poll_fill_capped(cx, cap))? == 0 {
                 if buffered == 0 {
                     return Poll::Ready(Ok(None));

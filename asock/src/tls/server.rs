@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Weak;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use super::{
 };
 use crate::address::SocketAddress;
 use crate::channel::Source;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TlsReason};
 use crate::sockets::StreamShared;
 use crate::{ServerSocket, Socket};
 
@@ -330,10 +330,20 @@ impl Socket {
         config: &TlsServerConfig,
         early: Vec<u8>,
     ) -> Result<TlsSocket> {
+        let limit = handshake_limit(config.handshake_timeout, self.socket_timeout());
+        self.tls_server_within(config, early, limit).await
+    }
+
+    /// The server handshake, `early` bytes first, within `limit`.
+    async fn tls_server_within(
+        self,
+        config: &TlsServerConfig,
+        early: Vec<u8>,
+        limit: Duration,
+    ) -> Result<TlsSocket> {
         let conn = rustls::ServerConnection::new(config.rustls.clone())
             .map_err(|e| Error::TlsConfig(e.to_string()))?;
         let session = Arc::new(TlsSession::new(self.shared().clone(), conn.into(), early));
-        let limit = handshake_limit(config.handshake_timeout, self.socket_timeout());
         if let Err(e) = run_handshake(&session, limit).await {
             self.close();
             return Err(e);
@@ -341,7 +351,45 @@ impl Socket {
         let info = session.info();
         Ok(TlsSocket::new(self, session, info))
     }
+
+    /// A [`TlsServerSocket`]'s handshake of an accepted socket: waits for the client's first
+    /// bytes (until then `spoke` stays false and the handshake counts as silent, the first to
+    /// be shed under pressure), then handshakes, all within one handshake limit.
+    async fn tls_server_accepted(
+        self,
+        config: &TlsServerConfig,
+        spoke: &AtomicBool,
+    ) -> Result<TlsSocket> {
+        let limit = handshake_limit(config.handshake_timeout, self.socket_timeout());
+        let deadline = Instant::now() + limit;
+        let mut first = vec![0; FIRST_READ];
+        let read = std::future::poll_fn(|cx| Source::poll_read(&**self.shared(), cx, &mut first));
+        let failed = match crate::time::timeout(limit, read).await {
+            Ok(Ok(n)) if n > 0 => {
+                first.truncate(n);
+                spoke.store(true, Ordering::Relaxed);
+                let rest = deadline.saturating_duration_since(Instant::now());
+                return self.tls_server_within(config, first, rest).await;
+            }
+            // The same errors the handshake itself reports.
+            Ok(Ok(_)) => Error::Tls {
+                reason: TlsReason::HandshakeEof,
+                detail: "the peer closed the connection before the handshake finished".into(),
+            },
+            Ok(Err(e)) => Error::io("TLS handshake", e),
+            Err(_) => Error::Tls {
+                reason: TlsReason::HandshakeTimeout,
+                detail: format!("no complete handshake within {limit:?}"),
+            },
+        };
+        self.close();
+        Err(failed)
+    }
 }
+
+/// The first read of an accepted TLS connection: the start of its ClientHello (the rest, if
+/// any, is read by the handshake).
+const FIRST_READ: usize = 2048;
 
 impl crate::Connection {
     /// Starts TLS as a server on a connection whose channels are already open (STARTTLS):
@@ -353,13 +401,15 @@ impl crate::Connection {
     }
 }
 
-/// Handshakes in flight at most: past it the oldest pending one is shed to make room.
+/// Handshakes in flight at most without a connection cap (with one, the cap if larger): past
+/// it one is shed to make room (the oldest silent one; with none silent, the oldest).
 const MAX_PENDING_HANDSHAKES: usize = 1024;
 /// Handshaken sockets waiting for [`TlsServerSocket::accept`]; while it is full nothing more
 /// is accepted (the kernel backlog holds new connections).
 const READY_QUEUE: usize = 256;
 /// At the connection cap, a pending handshake older than this is shed so a new client gets
-/// its place: an honest client finishes in milliseconds, so the oldest is the likely silent one.
+/// its place (a silent one first: an honest client sends its ClientHello at once and finishes
+/// in milliseconds).
 const SHED_HANDSHAKE_AFTER: Duration = Duration::from_millis(50);
 
 type ErrorHandler = Arc<dyn Fn(&SocketAddress, &Error) + Send + Sync>;
@@ -409,12 +459,12 @@ impl ServerSocket {
                 if tx.is_closed() {
                     break;
                 }
-                let id = pending.add(&socket);
+                let (id, spoke) = pending.add(&socket);
                 let (tx, cfg, errs, pending) =
                     (tx.clone(), cfg.clone(), errs.clone(), pending.clone());
                 let task = manager.launch(async move {
                     let peer = socket.remote_address().clone();
-                    let r = socket.tls_server(&cfg).await;
+                    let r = socket.tls_server_accepted(&cfg, &spoke).await;
                     pending.remove(id);
                     match r {
                         Ok(tls) => {
@@ -445,20 +495,35 @@ impl ServerSocket {
 #[derive(Default)]
 struct Pending {
     next: AtomicU64,
-    list: Mutex<VecDeque<(u64, Instant, Weak<StreamShared>)>>,
+    list: Mutex<VecDeque<Handshake>>,
+}
+
+/// One pending handshake.
+struct Handshake {
+    id: u64,
+    since: Instant,
+    /// Whether the client sent anything yet (its ClientHello began): the silent go first.
+    spoke: Arc<AtomicBool>,
+    socket: Weak<StreamShared>,
 }
 
 impl Pending {
-    fn add(&self, socket: &Socket) -> u64 {
+    /// Lists a new handshake: its id, and the flag its task sets when the client speaks.
+    fn add(&self, socket: &Socket) -> (u64, Arc<AtomicBool>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let entry = (id, Instant::now(), Arc::downgrade(socket.shared()));
-        crate::util::lock(&self.list).push_back(entry);
-        id
+        let spoke = Arc::new(AtomicBool::new(false));
+        crate::util::lock(&self.list).push_back(Handshake {
+            id,
+            since: Instant::now(),
+            spoke: spoke.clone(),
+            socket: Arc::downgrade(socket.shared()),
+        });
+        (id, spoke)
     }
 
     fn remove(&self, id: u64) {
         let mut list = crate::util::lock(&self.list);
-        if let Some(i) = list.iter().position(|e| e.0 == id) {
+        if let Some(i) = list.iter().position(|e| e.id == id) {
             list.remove(i);
         }
     }
@@ -467,17 +532,28 @@ impl Pending {
         crate::util::lock(&self.list).len()
     }
 
-    /// Closes the oldest pending handshake (it fails, and its connection goes), if it is at
-    /// least `min_age` old. Returns whether one was shed.
+    /// Closes the oldest pending handshake whose client has sent nothing yet, if it is at
+    /// least `min_age` old; with no silent one pending, the oldest one at least that old (it
+    /// fails, and its connection goes). Returns whether one was shed.
     fn shed_oldest(&self, min_age: Duration) -> bool {
         let victim = {
             let mut list = crate::util::lock(&self.list);
-            match list.front() {
-                Some((_, since, _)) if since.elapsed() >= min_age => list.pop_front(),
-                _ => None,
-            }
+            let now = Instant::now();
+            // Oldest first: those old enough are a prefix of the list.
+            let old = list
+                .iter()
+                .take_while(|h| now.duration_since(h.since) >= min_age)
+                .count();
+            let silent = list.iter().position(|h| !h.spoke.load(Ordering::Relaxed));
+            let victim = match silent {
+                Some(i) if i < old => Some(i),
+                // A silent one too young yet: it goes when it is old enough.
+                Some(_) => None,
+                None => (old > 0).then_some(0),
+            };
+            victim.and_then(|i| list.remove(i))
         };
-        match victim.and_then(|(_, _, s)| s.upgrade()) {
+        match victim.and_then(|h| h.socket.upgrade()) {
             Some(shared) => {
                 Source::close(&*shared);
                 true
@@ -487,8 +563,8 @@ impl Pending {
     }
 
     /// Before an accept: waits while the ready queue is full (the application is not
-    /// accepting), sheds the oldest handshake when too many are pending, and at the listener's
-    /// connection cap sheds the oldest handshake that has waited long enough, so a silent
+    /// accepting), sheds a handshake when too many are pending, and at the listener's
+    /// connection cap sheds one that has waited long enough (silent ones first), so a silent
     /// connection never holds up a new client. `false` once the listener is closed.
     async fn make_room(
         &self,
@@ -507,7 +583,12 @@ impl Pending {
                 .await;
                 continue;
             }
-            while self.len() >= MAX_PENDING_HANDSHAKES && self.shed_oldest(Duration::ZERO) {}
+            // Everything the cap allows is accepted (nginx-style: the idle time out), so
+            // silent connections under the cap cause no churn of accepts and sheds.
+            let most = server
+                .max_connections()
+                .map_or(MAX_PENDING_HANDSHAKES, |m| m.max(MAX_PENDING_HANDSHAKES));
+            while self.len() >= most && self.shed_oldest(Duration::ZERO) {}
             if server.is_full() && self.len() > 0 && !self.shed_oldest(SHED_HANDSHAKE_AFTER) {
                 // None old enough yet: look again soon (one may finish meanwhile).
                 crate::time::Sleep::until_on(
@@ -548,8 +629,11 @@ impl TlsServerSocket {
     }
 
     /// Caps the connections alive at once, pending handshakes included; see
-    /// [`ServerSocket::set_max_connections`]. At the cap, a pending handshake older than
-    /// 50 ms is shed (closed) so a new client gets its place.
+    /// [`ServerSocket::set_max_connections`]. Below the cap every connection is accepted and
+    /// handshaken (silent ones end at the handshake timeout), however many are pending. At the
+    /// cap, a pending handshake older than
+    /// 50 ms is shed (closed) so a new client gets its place: the oldest whose client has sent
+    /// nothing yet (one whose client spoke only while no silent one is pending).
     pub fn set_max_connections(&self, max: Option<usize>) {
         self.server.set_max_connections(max);
     }
