@@ -224,3 +224,81 @@ fn outgoing_sends_runs_of_equal_datagrams_whole_and_in_order() {
         assert_eq!(&b.receive().await.unwrap().packet[..], &[200u8; 10][..]);
     }));
 }
+
+/// Sends the 40-segment batch to a fresh receiver (GRO as asked) and collects what
+/// `receive_batch` hands out until all 40 datagrams are in: the batches and the datagrams.
+fn receive_batches(host: &str, gro: bool) -> (Vec<asock::DatagramBatch>, SocketAddress) {
+    let sel = selector();
+    sel.run_blocking(within(10, async {
+        let server = a_socket(&sel).udp().gro(gro).bind(host).await.unwrap();
+        let client = a_socket(&sel).udp().bind(host).await.unwrap();
+        let (buf, sizes) = batch();
+        client
+            .send_batch(server.local_address().clone(), 1200, buf)
+            .await
+            .unwrap();
+        let mut batches = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < sizes.len() {
+            let b = server.receive_batch().await.unwrap();
+            assert_eq!(b.packets().len(), b.len());
+            got.extend(b.clone());
+            batches.push(b);
+        }
+        check(&got, &sizes, client.local_address());
+        (batches, client.local_address().clone())
+    }))
+}
+
+#[test]
+fn receive_batch_hands_out_a_coalesced_buffer_whole_ipv4_and_ipv6() {
+    for host in ["127.0.0.1:0", "[::1]:0"] {
+        let (batches, from) = receive_batches(host, true);
+        // On loopback a GSO send reaches a GRO socket as the one buffer it left as.
+        assert_eq!(batches.len(), 1, "{host}: one buffer of 40 datagrams");
+        let b = &batches[0];
+        assert_eq!((b.len(), b.segment_size(), b.buffer().len()), (40, 1200, 39 * 1200 + 500));
+        assert_eq!(b.address(), &from);
+    }
+}
+
+#[test]
+fn receive_batch_without_gro_is_one_datagram_per_batch() {
+    for host in ["127.0.0.1:0", "[::1]:0"] {
+        let (batches, _) = receive_batches(host, false);
+        assert_eq!(batches.len(), 40, "{host}");
+        for b in &batches {
+            assert_eq!((b.len(), b.segment_size()), (1, b.buffer().len()));
+        }
+    }
+}
+
+#[test]
+fn receive_and_receive_batch_share_one_buffer_in_order() {
+    // `receive` takes the first two datagrams of a coalesced buffer, `receive_batch` the rest
+    // whole; then an empty datagram is a batch of one empty packet.
+    let sel = selector();
+    sel.run_blocking(within(10, async {
+        let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let (buf, sizes) = batch();
+        let to = server.local_address().clone();
+        client.send_batch(to.clone(), 1200, buf).await.unwrap();
+        let mut got = vec![
+            server.receive().await.unwrap(),
+            server.receive().await.unwrap(),
+        ];
+        let rest = server.receive_batch().await.unwrap();
+        assert_eq!(rest.len(), 38, "the rest of the one buffer");
+        got.extend(rest);
+        check(&got, &sizes, client.local_address());
+
+        client
+            .send(asock::Datagram::new(Bytes::new(), to))
+            .await
+            .unwrap();
+        let empty = server.receive_batch().await.unwrap();
+        assert_eq!((empty.len(), empty.segment_size()), (1, 0));
+        assert_eq!(empty.packets().collect::<Vec<_>>(), [Bytes::new()]);
+    }));
+}

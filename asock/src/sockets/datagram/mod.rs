@@ -12,6 +12,7 @@
 //! - `builder.rs`: [`UdpSocketBuilder`], options, bind and connect;
 //! - `shared.rs`: the state every handle of one socket shares (its [`IoSource`], addresses,
 //!   timeout), the checks before a send and the error mapping;
+//! - `batch.rs`: [`DatagramBatch`], one kernel buffer of datagrams from one sender, whole;
 //! - `receive.rs`: the receive batch: datagrams taken from the kernel and not yet handed out;
 //! - `outgoing.rs`: [`DatagramSender`] and the task that sends what it queues;
 //! - `incoming.rs`: the [`Incoming`] stream;
@@ -24,6 +25,7 @@
 //!
 //! [`IoSource`]: crate::selector::source::IoSource
 
+mod batch;
 mod builder;
 mod incoming;
 mod outgoing;
@@ -38,6 +40,7 @@ use bytes::Bytes;
 use crate::address::SocketAddress;
 use crate::sys::SLOT;
 
+pub use batch::{BatchIter, BatchPackets, DatagramBatch};
 pub use builder::UdpSocketBuilder;
 pub use incoming::Incoming;
 pub use outgoing::DatagramSender;

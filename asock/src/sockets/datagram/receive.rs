@@ -7,7 +7,11 @@
 //! receiver; whichever runs first takes the batch and the others find the rest queued. So with
 //! one receiver busy, the others take what it left.
 //!
-//! Each datagram handed out spends one unit of the task's cooperative budget (`coop`), so a
+//! Each entry of the queue is what one kernel buffer held: a single datagram, or with GRO a
+//! coalesced run from one sender, kept whole and cut into `Bytes` slices only as `receive`
+//! hands its datagrams out (`receive_batch` takes the rest of it at once).
+//!
+//! Each datagram (or batch) handed out spends one unit of the task's cooperative budget (`coop`), so a
 //! busy socket yields its loop like any other source.
 
 use std::collections::VecDeque;
@@ -15,6 +19,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
+use super::batch::DatagramBatch;
 use super::shared::Shared;
 use super::Datagram;
 use crate::address::SocketAddress;
@@ -27,7 +32,9 @@ use crate::util::lock;
 
 /// Datagrams taken from the kernel and not yet handed out, and the buffers they came through.
 pub(super) struct ReceiveBatch {
-    queue: VecDeque<Result<Datagram>>,
+    /// One entry per kernel buffer: a GRO-coalesced run of datagrams from one sender, or one
+    /// datagram; `receive` takes datagrams off the front one, `receive_batch` the whole of it.
+    queue: VecDeque<Result<DatagramBatch>>,
     /// `slots` receive slots of [`SLOT`] bytes, allocated on first use.
     buf: Vec<u8>,
     meta: Vec<Received>,
@@ -44,12 +51,40 @@ impl ReceiveBatch {
             slots: slots.max(1),
         }
     }
+
+    /// The next datagram of the front entry; the entry goes once its last datagram does.
+    fn take_one(&mut self) -> Option<Result<Datagram>> {
+        let front = self.queue.front_mut()?;
+        if let Ok(batch) = front {
+            if let Some(d) = batch.split_first() {
+                return Some(Ok(d));
+            }
+        }
+        self.queue
+            .pop_front()
+            .map(|entry| entry.map(DatagramBatch::into_last))
+    }
 }
 
 impl Shared {
     /// The next datagram: a queued one, else a new batch from the kernel. Cancel-safe: a
     /// datagram taken from the kernel stays queued until a receiver takes it.
     pub(super) fn poll_receive(&self, cx: &mut Context<'_>) -> Poll<Result<Datagram>> {
+        self.poll_take(cx, ReceiveBatch::take_one)
+    }
+
+    /// The rest of the next kernel buffer, whole (see [`DatagramBatch`]). Cancel-safe too.
+    pub(super) fn poll_receive_batch(&self, cx: &mut Context<'_>) -> Poll<Result<DatagramBatch>> {
+        self.poll_take(cx, |rx| rx.queue.pop_front())
+    }
+
+    /// What `take` hands out of the queue: from what is queued, else from a new batch taken
+    /// from the kernel.
+    fn poll_take<T>(
+        &self,
+        cx: &mut Context<'_>,
+        take: fn(&mut ReceiveBatch) -> Option<Result<T>>,
+    ) -> Poll<Result<T>> {
         if self.io.is_closed() {
             return Poll::Ready(Err(Error::Closed("socket")));
         }
@@ -59,9 +94,9 @@ impl Shared {
             if !coop::proceed(cx) {
                 return Poll::Pending;
             }
-            if let Some(d) = rx.queue.pop_front() {
+            if let Some(t) = take(rx) {
                 coop::spend();
-                return Poll::Ready(d);
+                return Poll::Ready(t);
             }
         }
         if rx.buf.is_empty() {
@@ -94,28 +129,17 @@ impl Shared {
                         rx.queue
                             .push_back(Err(Error::DatagramTruncated { from, limit: SLOT }));
                     } else {
+                        // One copy per kernel buffer; a coalesced one is split later, into
+                        // slices of this copy.
                         let start = i * SLOT;
                         let packet = Bytes::copy_from_slice(&rx.buf[start..start + m.len]);
-                        match m.segment {
-                            // Coalesced by GRO: split into its datagrams, slices of one copy.
-                            Some(seg) if seg < packet.len() => {
-                                for at in (0..packet.len()).step_by(seg) {
-                                    let end = (at + seg).min(packet.len());
-                                    rx.queue.push_back(Ok(Datagram {
-                                        packet: packet.slice(at..end),
-                                        address: from.clone(),
-                                    }));
-                                }
-                            }
-                            _ => rx.queue.push_back(Ok(Datagram {
-                                packet,
-                                address: from,
-                            })),
-                        }
+                        let segment = m.segment.unwrap_or(0);
+                        rx.queue
+                            .push_back(Ok(DatagramBatch::new(packet, segment, from)));
                     }
                 }
-                match rx.queue.pop_front() {
-                    Some(d) => Poll::Ready(d),
+                match take(rx) {
+                    Some(t) => Poll::Ready(t),
                     None => {
                         // A batch holds at least one datagram; should none have come, look again.
                         cx.waker().wake_by_ref();

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use socket2::Socket as RawSocket;
 
+use super::batch::DatagramBatch;
 use super::outgoing::TxState;
 use super::receive::ReceiveBatch;
 use super::Datagram;
@@ -206,6 +207,10 @@ impl Shared {
 
     pub(super) async fn receive(&self) -> Result<Datagram> {
         self.with_timeout(|cx| self.poll_receive(cx)).await
+    }
+
+    pub(super) async fn receive_batch(&self) -> Result<DatagramBatch> {
+        self.with_timeout(|cx| self.poll_receive_batch(cx)).await
     }
 
     pub(super) async fn send(&self, d: Datagram) -> Result<()> {
