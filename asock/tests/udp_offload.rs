@@ -302,3 +302,33 @@ fn receive_and_receive_batch_share_one_buffer_in_order() {
         assert_eq!(empty.packets().collect::<Vec<_>>(), [Bytes::new()]);
     }));
 }
+
+#[test]
+fn large_receives_reuse_buffers_only_once_every_slice_is_dropped() {
+    // Coalesced buffers are copied into buffers the socket reuses: a batch still held must
+    // never be overwritten by a later receive, and one dropped is reused with the new bytes.
+    let sel = selector();
+    sel.run_blocking(within(10, async {
+        let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let to = server.local_address().clone();
+        let mut held = Vec::new();
+        for round in 0..6u8 {
+            let buf = Bytes::from(vec![round; 1200 * 40]);
+            client.send_batch(to.clone(), 1200, buf).await.unwrap();
+            let mut got = 0;
+            while got < 40 {
+                let b = server.receive_batch().await.unwrap();
+                assert!(b.buffer().iter().all(|&x| x == round), "round {round}");
+                got += b.len();
+                // Keep every other round's batches alive, drop the rest.
+                if round % 2 == 0 {
+                    held.push((round, b));
+                }
+            }
+        }
+        for (round, b) in &held {
+            assert!(b.buffer().iter().all(|x| x == round), "held round {round} intact");
+        }
+    }));
+}

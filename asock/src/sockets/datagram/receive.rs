@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::batch::DatagramBatch;
 use super::shared::Shared;
@@ -40,7 +40,15 @@ pub(super) struct ReceiveBatch {
     meta: Vec<Received>,
     /// Datagrams one system call may take.
     slots: usize,
+    /// Large buffers handed out earlier (at most `slots`), reused for a later copy once every
+    /// slice of them is dropped: the copy then lands in memory already mapped, without the page
+    /// faults of a fresh allocation the allocator may have just given back to the OS.
+    spare: Vec<Bytes>,
 }
+
+/// Receives at least this large are copied into reusable buffers (GRO buffers are up to 64 KiB);
+/// smaller ones into fresh, exactly sized ones.
+const REUSE_MIN: usize = 16 * 1024;
 
 impl ReceiveBatch {
     pub(super) fn new(slots: usize) -> Self {
@@ -49,7 +57,32 @@ impl ReceiveBatch {
             buf: Vec::new(),
             meta: Vec::new(),
             slots: slots.max(1),
+            spare: Vec::new(),
         }
+    }
+
+    /// A copy of `buf[at..at + len]` that owns its memory: in a spare buffer no slice of which
+    /// is alive any more when the copy is large and there is one, else in a new one.
+    fn copy_out(&mut self, at: usize, len: usize) -> Bytes {
+        let src = &self.buf[at..at + len];
+        if len < REUSE_MIN {
+            return Bytes::copy_from_slice(src);
+        }
+        let free = self.spare.iter().position(Bytes::is_unique);
+        let reused = free.and_then(|i| self.spare.swap_remove(i).try_into_mut().ok());
+        let mut m = match reused {
+            Some(mut m) => {
+                m.clear();
+                m
+            }
+            None => BytesMut::with_capacity(SLOT),
+        };
+        m.extend_from_slice(src);
+        let b = m.freeze();
+        if self.spare.len() < self.slots {
+            self.spare.push(b.clone());
+        }
+        b
     }
 
     /// The next datagram of the front entry; the entry goes once its last datagram does.
@@ -117,7 +150,8 @@ impl Shared {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(self.receive_error(e))),
             Poll::Ready(Ok(_)) => {
-                for (i, m) in rx.meta.drain(..).enumerate() {
+                let meta = std::mem::take(&mut rx.meta);
+                for (i, m) in meta.iter().enumerate() {
                     let from = match &m.addr {
                         Some(a) => from_sockaddr(a),
                         None => self
@@ -131,13 +165,13 @@ impl Shared {
                     } else {
                         // One copy per kernel buffer; a coalesced one is split later, into
                         // slices of this copy.
-                        let start = i * SLOT;
-                        let packet = Bytes::copy_from_slice(&rx.buf[start..start + m.len]);
+                        let packet = rx.copy_out(i * SLOT, m.len);
                         let segment = m.segment.unwrap_or(0);
                         rx.queue
                             .push_back(Ok(DatagramBatch::new(packet, segment, from)));
                     }
                 }
+                rx.meta = meta;
                 match take(rx) {
                     Some(t) => Poll::Ready(t),
                     None => {
