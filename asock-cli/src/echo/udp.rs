@@ -20,6 +20,8 @@ pub fn run(args: EchoArgs) -> CliResult {
     selector.run_blocking(async {
         let socket = a_socket(&selector)
             .udp()
+            // Room for bursts of coalesced (GRO) datagrams; the kernel caps it at rmem_max.
+            .receive_buffer_size(4 << 20)
             .replace_stale(place.is_unix())
             .bind(&place)
             .await
