@@ -95,6 +95,37 @@ pub(crate) fn send_segments(
     }
 }
 
+/// One message of [`send_segmented`]: `data` to `addr` (`None` on a connected socket), cut
+/// into datagrams of `segment` bytes by the kernel (GSO) when `segment` is set.
+pub(crate) struct SegmentedMessage<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) segment: Option<u16>,
+    pub(crate) addr: Option<&'a SockAddr>,
+}
+
+/// Sends up to [`MAX_BATCH`] messages with one `sendmmsg`, each with its own `UDP_SEGMENT`
+/// control message when it has a segment size: many GSO runs (to many peers) in one system
+/// call. Returns how many messages were sent (at least one) or the error of the first. The
+/// caller keeps each message to the kernel's GSO limits, as for [`send_segments`].
+pub(crate) fn send_segmented(sock: &RawSocket, msgs: &[SegmentedMessage<'_>]) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        #[cfg(test)]
+        if msgs.iter().any(|m| m.segment.is_some()) && test_hooks::take_gso_eio() {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        linux::send_segmented(sock, msgs)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (sock, msgs);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "UDP segmentation offload is Linux-only",
+        ))
+    }
+}
+
 /// Faults the unit tests inject into the seam.
 #[cfg(test)]
 pub(crate) mod test_hooks {
@@ -506,6 +537,73 @@ mod linux {
         // SAFETY: `msg` points at one iovec over `buf`, optionally a live `SockAddr` of the
         // stated length, and the control buffer; all outlive the call, which only reads them.
         let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r as usize)
+    }
+
+    pub(super) fn send_segmented(
+        sock: &RawSocket,
+        msgs: &[super::SegmentedMessage<'_>],
+    ) -> io::Result<usize> {
+        let n = msgs.len().min(MAX_BATCH);
+        if n == 0 {
+            return Ok(0);
+        }
+        // Only the first `n` entries are set up, as in `recv_batch`.
+        let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_BATCH];
+        let mut hdrs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_BATCH];
+        let mut controls = [const { MaybeUninit::<Control>::uninit() }; MAX_BATCH];
+        // SAFETY: a length constant for a `u16` payload.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as libc::c_uint) };
+        for (i, m) in msgs.iter().take(n).enumerate() {
+            iovs[i].write(libc::iovec {
+                // The kernel only reads through this pointer.
+                iov_base: m.data.as_ptr() as *mut libc::c_void,
+                iov_len: m.data.len(),
+            });
+            // SAFETY: a plain C struct for which all-zero bytes are valid (null pointers, zero
+            // lengths).
+            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+            if let Some(a) = m.addr {
+                h.msg_name = a.as_ptr() as *mut libc::c_void;
+                h.msg_namelen = a.len();
+            }
+            h.msg_iov = iovs[i].as_mut_ptr();
+            h.msg_iovlen = 1;
+            if let Some(segment) = m.segment {
+                let control = controls[i].write(Control::new());
+                h.msg_control = control.0.as_mut_ptr().cast();
+                h.msg_controllen = space as _;
+                // SAFETY: `h` points at this message's aligned control buffer, larger than
+                // CMSG_SPACE(2), so the first header and its two data bytes lie inside it; the
+                // data is written unaligned.
+                unsafe {
+                    let c = libc::CMSG_FIRSTHDR(&h);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = libc::UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as libc::c_uint) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
+                }
+            }
+            hdrs[i].write(libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            });
+        }
+        // SAFETY: `hdrs[..n]` are initialised; each points at one initialised iovec over live
+        // data, optionally a live `SockAddr` of the stated length and its own initialised
+        // control buffer. sendmmsg only reads them, and all of them outlive the call.
+        // MSG_NOSIGNAL: a broken peer is an error, not SIGPIPE.
+        let r = unsafe {
+            libc::sendmmsg(
+                sock.as_raw_fd(),
+                hdrs.as_mut_ptr().cast::<libc::mmsghdr>(),
+                n as libc::c_uint,
+                libc::MSG_NOSIGNAL as _,
+            )
+        };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }

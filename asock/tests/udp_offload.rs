@@ -332,3 +332,46 @@ fn large_receives_reuse_buffers_only_once_every_slice_is_dropped() {
         }
     }));
 }
+
+#[test]
+fn outgoing_sends_runs_to_many_peers_together_and_intact() {
+    // Runs of equal datagrams to four peers, interleaved with single ones, queued in one go:
+    // they leave as GSO runs and plain datagrams in shared `sendmmsg` calls; each peer gets its
+    // own, intact and in order.
+    let sel = selector();
+    sel.run_blocking(within(10, async {
+        let mut peers = Vec::new();
+        for _ in 0..4 {
+            peers.push(
+                a_socket(&sel)
+                    .udp()
+                    .receive_buffer_size(1 << 20)
+                    .bind("127.0.0.1:0")
+                    .await
+                    .unwrap(),
+            );
+        }
+        let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let out = client.outgoing();
+        for round in 0..3u8 {
+            for (p, peer) in peers.iter().enumerate() {
+                let to = peer.local_address().clone();
+                for i in 0..10u8 {
+                    let d = asock::Datagram::new(vec![round * 40 + i; 300 + p], to.clone());
+                    out.send(d).await.unwrap();
+                }
+                out.send(asock::Datagram::new(vec![255u8; 7], to)).await.unwrap();
+            }
+        }
+        out.flush().await.unwrap();
+        for (p, peer) in peers.iter().enumerate() {
+            for round in 0..3u8 {
+                for i in 0..10u8 {
+                    let d = peer.receive().await.unwrap();
+                    assert_eq!(&d.packet[..], &vec![round * 40 + i; 300 + p][..], "peer {p}");
+                }
+                assert_eq!(&peer.receive().await.unwrap().packet[..], &[255u8; 7][..]);
+            }
+        }
+    }));
+}

@@ -120,4 +120,25 @@ mod tests {
             }
         });
     }
+
+    #[test]
+    fn an_outgoing_gso_send_failing_with_eio_turns_gso_off_and_resends() {
+        let sel = SelectorManager::builder().threads(1).build().unwrap();
+        sel.run_blocking(async {
+            let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+            let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+            assert!(client.gso_enabled(), "this test needs a kernel with UDP GSO");
+            crate::sys::test_hooks::fail_gso_sends(1);
+            let out = client.outgoing();
+            for i in 0..20u8 {
+                let d = crate::Datagram::new(vec![i; 500], server.local_address().clone());
+                out.send(d).await.unwrap();
+            }
+            out.flush().await.unwrap();
+            assert!(!client.gso_enabled(), "GSO is off for this socket");
+            for i in 0..20u8 {
+                assert_eq!(&server.receive().await.unwrap().packet[..], &[i; 500][..]);
+            }
+        });
+    }
 }

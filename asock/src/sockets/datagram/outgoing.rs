@@ -248,8 +248,63 @@ fn gso_run(rest: &[Outgoing], limit: usize) -> usize {
     n
 }
 
-/// Hands `batch` to the kernel; a failure is recorded for the next `send` or `flush`. Runs of
-/// datagrams to one destination with one size leave as one GSO send while GSO is on.
+/// How one message of a segmented send is made: one queued datagram as it is, or a run of
+/// them joined in the scratch buffer, to be cut by the kernel (GSO).
+enum Part {
+    One(usize),
+    Run {
+        /// The first datagram's index (its destination is the run's).
+        first: usize,
+        bytes: std::ops::Range<usize>,
+        segment: u16,
+        count: usize,
+    },
+}
+
+/// Plans one `sendmmsg` over the start of `rest`: up to 64 messages, each a run of datagrams to
+/// one destination with one size (joined into `joined`: a copy) or a single datagram. Returns
+/// the parts, or `None` when no run has two datagrams (the plain batch then does as well).
+fn plan_runs(shared: &Shared, rest: &[Outgoing], joined: &mut Vec<u8>) -> Option<Vec<Part>> {
+    joined.clear();
+    let mut parts = Vec::new();
+    let mut at = 0;
+    let mut any_run = false;
+    while at < rest.len() && parts.len() < sys::MAX_BATCH {
+        let limit = match rest[at].addr.as_ref().and_then(|a| a.as_socket()) {
+            Some(a) => super::Datagram::max_payload(&a.into()),
+            None => shared.remote.as_ref().map_or(
+                super::Datagram::MAX_IPV4_PAYLOAD,
+                super::Datagram::max_payload,
+            ),
+        };
+        let run = gso_run(&rest[at..], limit);
+        match u16::try_from(rest[at].data.len()) {
+            Ok(segment) if run > 1 => {
+                let start = joined.len();
+                for d in &rest[at..at + run] {
+                    joined.extend_from_slice(&d.data);
+                }
+                parts.push(Part::Run {
+                    first: at,
+                    bytes: start..joined.len(),
+                    segment,
+                    count: run,
+                });
+                any_run = true;
+                at += run;
+            }
+            _ => {
+                parts.push(Part::One(at));
+                at += 1;
+            }
+        }
+    }
+    any_run.then_some(parts)
+}
+
+/// Hands `batch` to the kernel; a failure is recorded for the next `send` or `flush`. While
+/// GSO is on, runs of datagrams to one destination with one size leave as GSO messages, many
+/// runs (to many peers) and single datagrams together in one `sendmmsg`.
 async fn send_batch(shared: &Shared, batch: &[Outgoing]) {
     let mut sent = 0;
     let mut refused = 0;
@@ -257,33 +312,45 @@ async fn send_batch(shared: &Shared, batch: &[Outgoing]) {
     while sent < batch.len() {
         let rest = &batch[sent..];
         if shared.gso.load(Ordering::Relaxed) {
-            let limit = match rest[0].addr.as_ref().and_then(|a| a.as_socket()) {
-                Some(a) => super::Datagram::max_payload(&a.into()),
-                None => shared.remote.as_ref().map_or(
-                    super::Datagram::MAX_IPV4_PAYLOAD,
-                    super::Datagram::max_payload,
-                ),
-            };
-            let run = gso_run(rest, limit);
-            if run > 1 {
-                joined.clear();
-                for d in &rest[..run] {
-                    joined.extend_from_slice(&d.data);
-                }
-                let seg = rest[0].data.len();
-                let addr = rest[0].addr.as_ref();
+            if let Some(parts) = plan_runs(shared, rest, &mut joined) {
+                let msgs: Vec<sys::SegmentedMessage<'_>> = parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::One(i) => sys::SegmentedMessage {
+                            data: &rest[*i].data,
+                            segment: None,
+                            addr: rest[*i].addr.as_ref(),
+                        },
+                        Part::Run {
+                            first,
+                            bytes,
+                            segment,
+                            ..
+                        } => sys::SegmentedMessage {
+                            data: &joined[bytes.clone()],
+                            segment: Some(*segment),
+                            addr: rest[*first].addr.as_ref(),
+                        },
+                    })
+                    .collect();
                 let r = poll_fn(|cx| {
                     shared.io.poll_io(
                         cx,
                         Direction::Write,
-                        |s| sys::send_segments(s, &joined, seg, addr),
+                        |s| sys::send_segmented(s, &msgs),
                         |_| false,
                     )
                 })
                 .await;
                 match r {
-                    Ok(_) => {
-                        sent += run;
+                    Ok(n) => {
+                        sent += parts[..n.clamp(1, parts.len())]
+                            .iter()
+                            .map(|p| match p {
+                                Part::One(_) => 1,
+                                Part::Run { count, .. } => *count,
+                            })
+                            .sum::<usize>();
                         refused = 0;
                         continue;
                     }
