@@ -4,8 +4,8 @@
 //! Every `unsafe` block in asock lives here, each with its own `SAFETY:` note.
 
 use std::io;
-use std::mem::MaybeUninit;
 
+use bytes::BytesMut;
 use socket2::{MaybeUninitSlice, SockAddr, Socket as RawSocket};
 
 /// The receive slot for one datagram: 64 KiB holds the largest UDP payload (65,527 bytes over
@@ -21,8 +21,6 @@ pub(crate) const HAS_BATCH: bool = cfg!(any(target_os = "linux", target_os = "an
 /// One datagram taken from the kernel by [`recv_batch`].
 #[derive(Debug)]
 pub(crate) struct Received {
-    /// Bytes stored in the datagram's slot.
-    pub(crate) len: usize,
     /// The datagram was longer than its slot: the kernel discarded the rest.
     pub(crate) truncated: bool,
     /// The sender, when the kernel reported one.
@@ -154,16 +152,23 @@ pub(crate) struct Outgoing {
     pub(crate) addr: Option<SockAddr>,
 }
 
-/// Receives one datagram into `buf` (portable path).
+/// Receives one datagram into the spare capacity of `buf` (made empty and at least `slot`
+/// bytes large first), whose length then is what arrived (portable path).
 pub(crate) fn recv_one(
     sock: &RawSocket,
-    buf: &mut [u8],
+    buf: &mut BytesMut,
+    slot: usize,
     out: &mut Vec<Received>,
 ) -> io::Result<usize> {
-    let mut bufs = [MaybeUninitSlice::new(as_uninit(buf))];
+    buf.clear();
+    buf.reserve(slot);
+    let mut bufs = [MaybeUninitSlice::new(&mut buf.spare_capacity_mut()[..slot])];
     let (len, flags, addr) = sock.recv_from_vectored(&mut bufs)?;
+    let len = len.min(slot);
+    // SAFETY: the kernel initialised the first `len` bytes of the spare capacity it was given
+    // (`len` is at most `slot`, which that capacity holds).
+    unsafe { buf.set_len(len) };
     out.push(Received {
-        len: len.min(buf.len()),
         truncated: flags.is_truncated(),
         addr: (addr.len() > 0).then_some(addr),
         segment: None,
@@ -171,32 +176,30 @@ pub(crate) fn recv_one(
     Ok(1)
 }
 
-fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and an initialised byte stays a valid
-    // `MaybeUninit<u8>`; the kernel only writes initialised bytes into it.
-    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
-}
-
-/// Receives up to `buf.len() / slot` datagrams, one per `slot`-sized piece of `buf`, appending
-/// what arrived to `out`. Returns how many arrived (at least one) or the error of the first.
+/// Receives up to `bufs.len()` datagrams (at most [`MAX_BATCH`]), one into each buffer (made
+/// empty and at least `slot` bytes large first; the kernel writes into the spare capacity, so
+/// nothing is zeroed), whose length then is what arrived; appends what arrived to `out`.
+/// Returns how many arrived (at least one) or the error of the first.
 pub(crate) fn recv_batch(
     sock: &RawSocket,
-    buf: &mut [u8],
+    bufs: &mut [BytesMut],
     slot: usize,
     out: &mut Vec<Received>,
 ) -> io::Result<usize> {
-    let n = (buf.len() / slot).min(MAX_BATCH);
+    let n = bufs.len().min(MAX_BATCH);
     if n <= 1 || !HAS_BATCH {
-        let len = slot.min(buf.len());
-        return recv_one(sock, &mut buf[..len], out);
+        return match bufs.first_mut() {
+            Some(buf) => recv_one(sock, buf, slot, out),
+            None => Ok(0),
+        };
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        linux::recv_batch(sock, buf, slot, n, out)
+        linux::recv_batch(sock, &mut bufs[..n], slot, out)
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
-        recv_one(sock, &mut buf[..slot], out)
+        recv_one(sock, &mut bufs[0], slot, out)
     }
 }
 
@@ -320,6 +323,7 @@ mod linux {
     use std::mem::MaybeUninit;
     use std::os::fd::AsRawFd;
 
+    use bytes::BytesMut;
     use socket2::{SockAddr, Socket as RawSocket};
 
     use super::{Outgoing, Received, MAX_BATCH};
@@ -328,12 +332,12 @@ mod linux {
 
     pub(super) fn recv_batch(
         sock: &RawSocket,
-        buf: &mut [u8],
+        bufs: &mut [BytesMut],
         slot: usize,
-        n: usize,
         out: &mut Vec<Received>,
     ) -> io::Result<usize> {
-        debug_assert!(n <= MAX_BATCH && n * slot <= buf.len());
+        let n = bufs.len();
+        debug_assert!(n <= MAX_BATCH);
         // Only the first `n` entries are set up (and only received addresses are copied out):
         // zeroing all 64 of each, 17 KiB, cost more than the call itself when one datagram is
         // waiting (bench/callgrind.sh, UDP section).
@@ -341,9 +345,11 @@ mod linux {
         let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_BATCH];
         let mut hdrs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_BATCH];
         let mut controls = [const { MaybeUninit::<Control>::uninit() }; MAX_BATCH];
-        for (i, chunk) in buf.chunks_exact_mut(slot).take(n).enumerate() {
+        for (i, buf) in bufs.iter_mut().enumerate() {
+            buf.clear();
+            buf.reserve(slot);
             iovs[i].write(libc::iovec {
-                iov_base: chunk.as_mut_ptr().cast(),
+                iov_base: buf.spare_capacity_mut().as_mut_ptr().cast(),
                 iov_len: slot,
             });
             // SAFETY: a plain C struct (integers and raw pointers) for which all-zero bytes are
@@ -361,8 +367,8 @@ mod linux {
             });
         }
         // SAFETY: `hdrs[..n]` are initialised headers; each points at its own address storage,
-        // its own control buffer and one initialised iovec, which points at a distinct
-        // `slot`-byte piece of `buf`. All of these outlive the call, and the kernel writes
+        // its own control buffer and one initialised iovec, which points at the spare capacity
+        // (at least `slot` bytes) of its own buffer, none of which moves until the call returns. All of these outlive the call, and the kernel writes
         // within the given lengths only. The socket is non-blocking and no timeout is passed.
         let r = unsafe {
             libc::recvmmsg(
@@ -398,8 +404,11 @@ mod linux {
                     SockAddr::new(storage, name_len as libc::socklen_t)
                 }
             });
+            let len = (m.msg_len as usize).min(slot);
+            // SAFETY: the kernel initialised the first `len` bytes (at most `slot`, which the
+            // spare capacity holds) of this buffer's spare capacity.
+            unsafe { bufs[i].set_len(len) };
             out.push(Received {
-                len: (m.msg_len as usize).min(slot),
                 truncated: h.msg_flags & libc::MSG_TRUNC != 0,
                 addr,
                 // The kernel wrote `msg_controllen` bytes of control messages, which is all

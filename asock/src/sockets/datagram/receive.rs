@@ -35,50 +35,45 @@ pub(super) struct ReceiveBatch {
     /// One entry per kernel buffer: a GRO-coalesced run of datagrams from one sender, or one
     /// datagram; `receive` takes datagrams off the front one, `receive_batch` the whole of it.
     queue: VecDeque<Result<DatagramBatch>>,
-    /// `slots` receive slots of [`SLOT`] bytes, allocated on first use.
-    buf: Vec<u8>,
+    /// `slots` receive buffers of [`SLOT`] bytes (allocated on first use, never zeroed): the
+    /// kernel writes into them directly.
+    bufs: Vec<BytesMut>,
     meta: Vec<Received>,
     /// Datagrams one system call may take.
     slots: usize,
-    /// Large buffers handed out earlier (at most `slots`), reused for a later copy once every
-    /// slice of them is dropped: the copy then lands in memory already mapped, without the page
+    /// Large receive buffers handed out earlier (at most `slots`), taken back as receive
+    /// buffers once every slice of them is dropped: memory already mapped, without the page
     /// faults of a fresh allocation the allocator may have just given back to the OS.
     spare: Vec<Bytes>,
 }
 
-/// Receives at least this large are copied into reusable buffers (GRO buffers are up to 64 KiB);
-/// smaller ones into fresh, exactly sized ones.
-const REUSE_MIN: usize = 16 * 1024;
+/// A receive at least this large (a GRO buffer holds up to 64 KiB) is handed out in the buffer
+/// the kernel wrote it to, which a spare (or a new buffer) replaces; a smaller one is copied
+/// into a fresh buffer of its size and the receive buffer is used again.
+const HAND_OUT_MIN: usize = 16 * 1024;
 
 impl ReceiveBatch {
     pub(super) fn new(slots: usize) -> Self {
         ReceiveBatch {
             queue: VecDeque::new(),
-            buf: Vec::new(),
+            bufs: Vec::new(),
             meta: Vec::new(),
             slots: slots.max(1),
             spare: Vec::new(),
         }
     }
 
-    /// A copy of `buf[at..at + len]` that owns its memory: in a spare buffer no slice of which
-    /// is alive any more when the copy is large and there is one, else in a new one.
-    fn copy_out(&mut self, at: usize, len: usize) -> Bytes {
-        let src = &self.buf[at..at + len];
-        if len < REUSE_MIN {
-            return Bytes::copy_from_slice(src);
+    /// What receive buffer `i` holds, as an owned `Bytes`: a large receive is handed out in
+    /// its buffer, no copy (a spare no slice of which is alive any more, or a new buffer, takes
+    /// its place), a small one is copied out.
+    fn take_received(&mut self, i: usize) -> Bytes {
+        if self.bufs[i].len() < HAND_OUT_MIN {
+            return Bytes::copy_from_slice(&self.bufs[i]);
         }
         let free = self.spare.iter().position(Bytes::is_unique);
-        let reused = free.and_then(|i| self.spare.swap_remove(i).try_into_mut().ok());
-        let mut m = match reused {
-            Some(mut m) => {
-                m.clear();
-                m
-            }
-            None => BytesMut::with_capacity(SLOT),
-        };
-        m.extend_from_slice(src);
-        let b = m.freeze();
+        let reused = free.and_then(|j| self.spare.swap_remove(j).try_into_mut().ok());
+        let next = reused.unwrap_or_else(|| BytesMut::with_capacity(SLOT));
+        let b = std::mem::replace(&mut self.bufs[i], next).freeze();
         if self.spare.len() < self.slots {
             self.spare.push(b.clone());
         }
@@ -132,17 +127,17 @@ impl Shared {
                 return Poll::Ready(t);
             }
         }
-        if rx.buf.is_empty() {
-            rx.buf = vec![0; rx.slots * SLOT];
+        if rx.bufs.is_empty() {
+            rx.bufs = (0..rx.slots).map(|_| BytesMut::new()).collect();
         }
         let slots = rx.slots;
-        let (buf, meta) = (&mut rx.buf, &mut rx.meta);
+        let (bufs, meta) = (&mut rx.bufs, &mut rx.meta);
         let r = self.io.poll_io(
             cx,
             Direction::Read,
             |s| {
                 meta.clear();
-                sys::recv_batch(s, buf, SLOT, meta)
+                sys::recv_batch(s, bufs, SLOT, meta)
             },
             |n| *n < slots,
         );
@@ -163,9 +158,8 @@ impl Shared {
                         rx.queue
                             .push_back(Err(Error::DatagramTruncated { from, limit: SLOT }));
                     } else {
-                        // One copy per kernel buffer; a coalesced one is split later, into
-                        // slices of this copy.
-                        let packet = rx.copy_out(i * SLOT, m.len);
+                        // A coalesced buffer is split later, into slices of this one.
+                        let packet = rx.take_received(i);
                         let segment = m.segment.unwrap_or(0);
                         rx.queue
                             .push_back(Ok(DatagramBatch::new(packet, segment, from)));
