@@ -150,6 +150,9 @@ pub(crate) struct Outgoing {
     pub(crate) data: bytes::Bytes,
     /// Where to (`None` on a connected socket).
     pub(crate) addr: Option<SockAddr>,
+    /// Set: `data` is consecutive datagrams of this size, for one GSO message (the outgoing
+    /// queue's batches; [`send_one`] and [`send_batch`] are never given one).
+    pub(crate) segment: Option<u16>,
 }
 
 /// Receives one datagram into the spare capacity of `buf` (made empty and at least `slot`

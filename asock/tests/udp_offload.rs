@@ -375,3 +375,44 @@ fn outgoing_sends_runs_to_many_peers_together_and_intact() {
         }
     }));
 }
+
+#[test]
+fn outgoing_send_batch_queues_runs_whole_with_and_without_gso() {
+    // A queued batch (40 segments, the last shorter) between single datagrams: everything
+    // arrives intact and in order, with GSO (the run leaves whole) and without (as datagrams).
+    for gso in [true, false] {
+        let sel = selector();
+        sel.run_blocking(within(10, async {
+            let server = a_socket(&sel)
+                .udp()
+                .receive_buffer_size(1 << 20)
+                .bind("127.0.0.1:0")
+                .await
+                .unwrap();
+            let client = a_socket(&sel).udp().gso(gso).bind("127.0.0.1:0").await.unwrap();
+            let to = server.local_address().clone();
+            let out = client.outgoing();
+            let (buf, sizes) = batch();
+            out.send(asock::Datagram::new(vec![250u8; 9], to.clone()))
+                .await
+                .unwrap();
+            out.send_batch(to.clone(), 1200, buf).await.unwrap();
+            out.send(asock::Datagram::new(vec![251u8; 9], to.clone()))
+                .await
+                .unwrap();
+            out.flush().await.unwrap();
+            assert_eq!(out.queued(), 0);
+            assert_eq!(&server.receive().await.unwrap().packet[..], &[250u8; 9][..]);
+            let mut got = Vec::new();
+            while got.len() < sizes.len() {
+                got.push(server.receive().await.unwrap());
+            }
+            check(&got, &sizes, client.local_address());
+            assert_eq!(&server.receive().await.unwrap().packet[..], &[251u8; 9][..]);
+            assert!(matches!(
+                out.send_batch(to, 0, Bytes::from_static(b"x")).await,
+                Err(Error::DatagramTooLarge { .. })
+            ));
+        }));
+    }
+}

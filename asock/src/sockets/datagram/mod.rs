@@ -97,8 +97,16 @@ impl Datagram {
 mod tests {
     use crate::{a_socket, SelectorManager};
 
+    /// The `EIO` hook is process-wide: the tests that arm it take turns.
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn hook() -> std::sync::MutexGuard<'static, ()> {
+        HOOK.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     #[test]
     fn a_gso_send_failing_with_eio_turns_gso_off_and_falls_back() {
+        let _turn = hook();
         let sel = SelectorManager::builder().threads(1).build().unwrap();
         sel.run_blocking(async {
             let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
@@ -123,6 +131,7 @@ mod tests {
 
     #[test]
     fn an_outgoing_gso_send_failing_with_eio_turns_gso_off_and_resends() {
+        let _turn = hook();
         let sel = SelectorManager::builder().threads(1).build().unwrap();
         sel.run_blocking(async {
             let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
@@ -138,6 +147,28 @@ mod tests {
             assert!(!client.gso_enabled(), "GSO is off for this socket");
             for i in 0..20u8 {
                 assert_eq!(&server.receive().await.unwrap().packet[..], &[i; 500][..]);
+            }
+        });
+    }
+
+    #[test]
+    fn a_queued_gso_run_failing_with_eio_goes_out_as_datagrams() {
+        let _turn = hook();
+        let sel = SelectorManager::builder().threads(1).build().unwrap();
+        sel.run_blocking(async {
+            let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+            let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+            assert!(client.gso_enabled(), "this test needs a kernel with UDP GSO");
+            let out = client.outgoing();
+            let buf: Vec<u8> = (0..30u8).flat_map(|i| [i; 400]).collect();
+            crate::sys::test_hooks::fail_gso_sends(1);
+            out.send_batch(server.local_address().clone(), 400, buf.into())
+                .await
+                .unwrap();
+            out.flush().await.unwrap();
+            assert!(!client.gso_enabled(), "GSO is off for this socket");
+            for i in 0..30u8 {
+                assert_eq!(&server.receive().await.unwrap().packet[..], &[i; 400][..]);
             }
         });
     }
