@@ -533,19 +533,7 @@ mod linux {
         }
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        // SAFETY: a length constant for a `u16` payload.
-        msg.msg_controllen =
-            unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as libc::c_uint) } as _;
-        // SAFETY: `msg` points at our aligned control buffer, larger than CMSG_SPACE(2), so the
-        // first header and its two data bytes lie inside it; the data is written unaligned.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_UDP;
-            (*c).cmsg_type = libc::UDP_SEGMENT;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as libc::c_uint) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
-        }
+        set_segment(&mut msg, &mut control, segment);
         // SAFETY: `msg` points at one iovec over `buf`, optionally a live `SockAddr` of the
         // stated length, and the control buffer; all outlive the call, which only reads them.
         let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
@@ -560,44 +548,64 @@ mod linux {
         msgs: &[super::SegmentedMessage<'_>],
     ) -> io::Result<usize> {
         let n = msgs.len().min(MAX_BATCH);
+        sendmmsg_each(sock, n, |i| (msgs[i].data, msgs[i].segment, msgs[i].addr))
+    }
+
+    pub(super) fn send_batch(sock: &RawSocket, msgs: &[Outgoing]) -> io::Result<usize> {
+        let n = msgs.len().min(MAX_BATCH);
+        sendmmsg_each(sock, n, |i| (&msgs[i].data[..], None, msgs[i].addr.as_ref()))
+    }
+
+    /// Sets up `h` to carry a `UDP_SEGMENT` control message of `segment` in `control`.
+    fn set_segment(h: &mut libc::msghdr, control: &mut Control, segment: u16) {
+        h.msg_control = control.0.as_mut_ptr().cast();
+        // SAFETY: a length constant for a `u16` payload.
+        h.msg_controllen =
+            unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as libc::c_uint) } as _;
+        // SAFETY: `h` points at the aligned control buffer, larger than CMSG_SPACE(2), so the
+        // first header and its two data bytes lie inside it; the data is written unaligned.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(h);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = libc::UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as libc::c_uint) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
+        }
+    }
+
+    /// One `sendmmsg` of `n` (at most [`MAX_BATCH`]) messages, message `i` being `msg(i)`: its
+    /// bytes, its GSO segment size if any, and its destination (`None` on a connected socket).
+    /// Only the `n` entries used are set up, as in `recv_batch`.
+    fn sendmmsg_each<'a>(
+        sock: &RawSocket,
+        n: usize,
+        msg: impl Fn(usize) -> (&'a [u8], Option<u16>, Option<&'a SockAddr>),
+    ) -> io::Result<usize> {
+        debug_assert!(n <= MAX_BATCH);
         if n == 0 {
             return Ok(0);
         }
-        // Only the first `n` entries are set up, as in `recv_batch`.
         let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_BATCH];
         let mut hdrs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_BATCH];
         let mut controls = [const { MaybeUninit::<Control>::uninit() }; MAX_BATCH];
-        // SAFETY: a length constant for a `u16` payload.
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as libc::c_uint) };
-        for (i, m) in msgs.iter().take(n).enumerate() {
+        for i in 0..n {
+            let (data, segment, addr) = msg(i);
             iovs[i].write(libc::iovec {
-                // The kernel only reads through this pointer.
-                iov_base: m.data.as_ptr() as *mut libc::c_void,
-                iov_len: m.data.len(),
+                // The kernel only reads through this pointer (sendmmsg takes no ownership).
+                iov_base: data.as_ptr() as *mut libc::c_void,
+                iov_len: data.len(),
             });
             // SAFETY: a plain C struct for which all-zero bytes are valid (null pointers, zero
             // lengths).
             let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-            if let Some(a) = m.addr {
+            if let Some(a) = addr {
                 h.msg_name = a.as_ptr() as *mut libc::c_void;
                 h.msg_namelen = a.len();
             }
             h.msg_iov = iovs[i].as_mut_ptr();
             h.msg_iovlen = 1;
-            if let Some(segment) = m.segment {
-                let control = controls[i].write(Control::new());
-                h.msg_control = control.0.as_mut_ptr().cast();
-                h.msg_controllen = space as _;
-                // SAFETY: `h` points at this message's aligned control buffer, larger than
-                // CMSG_SPACE(2), so the first header and its two data bytes lie inside it; the
-                // data is written unaligned.
-                unsafe {
-                    let c = libc::CMSG_FIRSTHDR(&h);
-                    (*c).cmsg_level = libc::SOL_UDP;
-                    (*c).cmsg_type = libc::UDP_SEGMENT;
-                    (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as libc::c_uint) as _;
-                    std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
-                }
+            if let Some(segment) = segment {
+                set_segment(&mut h, controls[i].write(Control::new()), segment);
             }
             hdrs[i].write(libc::mmsghdr {
                 msg_hdr: h,
@@ -605,51 +613,9 @@ mod linux {
             });
         }
         // SAFETY: `hdrs[..n]` are initialised; each points at one initialised iovec over live
-        // data, optionally a live `SockAddr` of the stated length and its own initialised
-        // control buffer. sendmmsg only reads them, and all of them outlive the call.
+        // data (borrowed for 'a, past the call), optionally at a live `SockAddr` of the stated
+        // length and at its own initialised control buffer. sendmmsg only reads them.
         // MSG_NOSIGNAL: a broken peer is an error, not SIGPIPE.
-        let r = unsafe {
-            libc::sendmmsg(
-                sock.as_raw_fd(),
-                hdrs.as_mut_ptr().cast::<libc::mmsghdr>(),
-                n as libc::c_uint,
-                libc::MSG_NOSIGNAL as _,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(r as usize)
-    }
-
-    pub(super) fn send_batch(sock: &RawSocket, msgs: &[Outgoing]) -> io::Result<usize> {
-        let n = msgs.len().min(MAX_BATCH);
-        // Only the first `n` entries are set up, as in `recv_batch`.
-        let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_BATCH];
-        let mut hdrs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_BATCH];
-        for (i, m) in msgs.iter().take(n).enumerate() {
-            iovs[i].write(libc::iovec {
-                // The kernel only reads through this pointer (sendmmsg takes no ownership).
-                iov_base: m.data.as_ptr() as *mut libc::c_void,
-                iov_len: m.data.len(),
-            });
-            // SAFETY: a plain C struct for which all-zero bytes are valid (null pointers, zero
-            // lengths).
-            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-            if let Some(a) = &m.addr {
-                h.msg_name = a.as_ptr() as *mut libc::c_void;
-                h.msg_namelen = a.len();
-            }
-            h.msg_iov = iovs[i].as_mut_ptr();
-            h.msg_iovlen = 1;
-            hdrs[i].write(libc::mmsghdr {
-                msg_hdr: h,
-                msg_len: 0,
-            });
-        }
-        // SAFETY: `hdrs[..n]` are initialised; each points at one iovec over a live `Bytes` and,
-        // optionally, at a live `SockAddr` of the stated length. sendmmsg only reads them, and
-        // all of them outlive the call. MSG_NOSIGNAL: a broken peer is an error, not SIGPIPE.
         let r = unsafe {
             libc::sendmmsg(
                 sock.as_raw_fd(),

@@ -30,6 +30,18 @@ fn batch() -> (Bytes, Vec<usize>) {
     (buf.into(), sizes)
 }
 
+/// A server (1 MiB receive buffer) and a client on 127.0.0.1, GSO and GRO as by default.
+async fn pair(sel: &SelectorManager) -> (asock::BoundDatagramSocket, asock::BoundDatagramSocket) {
+    let server = a_socket(sel)
+        .udp()
+        .receive_buffer_size(1 << 20)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = a_socket(sel).udp().bind("127.0.0.1:0").await.unwrap();
+    (server, client)
+}
+
 fn check(got: &[asock::Datagram], sizes: &[usize], from: &SocketAddress) {
     assert_eq!(got.len(), sizes.len());
     for (i, (d, n)) in got.iter().zip(sizes).enumerate() {
@@ -279,8 +291,7 @@ fn receive_and_receive_batch_share_one_buffer_in_order() {
     // whole; then an empty datagram is a batch of one empty packet.
     let sel = selector();
     sel.run_blocking(within(10, async {
-        let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
-        let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let (server, client) = pair(&sel).await;
         let (buf, sizes) = batch();
         let to = server.local_address().clone();
         client.send_batch(to.clone(), 1200, buf).await.unwrap();
@@ -305,12 +316,12 @@ fn receive_and_receive_batch_share_one_buffer_in_order() {
 
 #[test]
 fn large_receives_reuse_buffers_only_once_every_slice_is_dropped() {
-    // Coalesced buffers are copied into buffers the socket reuses: a batch still held must
-    // never be overwritten by a later receive, and one dropped is reused with the new bytes.
+    // Coalesced buffers are handed out in the receive buffers the kernel wrote, which the socket
+    // takes back once dropped: a batch still held must never be overwritten by a later
+    // receive, and one dropped is reused with the new bytes.
     let sel = selector();
     sel.run_blocking(within(10, async {
-        let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
-        let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let (server, client) = pair(&sel).await;
         let to = server.local_address().clone();
         let mut held = Vec::new();
         for round in 0..6u8 {
