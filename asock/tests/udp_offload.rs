@@ -30,15 +30,18 @@ fn batch() -> (Bytes, Vec<usize>) {
     (buf.into(), sizes)
 }
 
-/// A server (1 MiB receive buffer) and a client on 127.0.0.1, GSO and GRO as by default.
-async fn pair(sel: &SelectorManager) -> (asock::BoundDatagramSocket, asock::BoundDatagramSocket) {
+/// A server (1 MiB receive buffer) and a client (GSO as asked) on 127.0.0.1.
+async fn pair(
+    sel: &SelectorManager,
+    gso: bool,
+) -> (asock::BoundDatagramSocket, asock::BoundDatagramSocket) {
     let server = a_socket(sel)
         .udp()
         .receive_buffer_size(1 << 20)
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    let client = a_socket(sel).udp().bind("127.0.0.1:0").await.unwrap();
+    let client = a_socket(sel).udp().gso(gso).bind("127.0.0.1:0").await.unwrap();
     (server, client)
 }
 
@@ -109,13 +112,7 @@ fn send_batch_past_the_segment_limit_sends_several_gso_messages() {
     // 150 segments of 100 bytes: three GSO sends (64 + 64 + 22).
     let sel = selector();
     sel.run_blocking(within(10, async {
-        let server = a_socket(&sel)
-            .udp()
-            .receive_buffer_size(1 << 20)
-            .bind("127.0.0.1:0")
-            .await
-            .unwrap();
-        let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let (server, client) = pair(&sel, true).await;
         let buf: Vec<u8> = (0..150u32).flat_map(|i| [i as u8; 100]).collect();
         let n = client
             .send_batch(server.local_address().clone(), 100, buf.into())
@@ -291,7 +288,7 @@ fn receive_and_receive_batch_share_one_buffer_in_order() {
     // whole; then an empty datagram is a batch of one empty packet.
     let sel = selector();
     sel.run_blocking(within(10, async {
-        let (server, client) = pair(&sel).await;
+        let (server, client) = pair(&sel, true).await;
         let (buf, sizes) = batch();
         let to = server.local_address().clone();
         client.send_batch(to.clone(), 1200, buf).await.unwrap();
@@ -321,7 +318,7 @@ fn large_receives_reuse_buffers_only_once_every_slice_is_dropped() {
     // receive, and one dropped is reused with the new bytes.
     let sel = selector();
     sel.run_blocking(within(10, async {
-        let (server, client) = pair(&sel).await;
+        let (server, client) = pair(&sel, true).await;
         let to = server.local_address().clone();
         let mut held = Vec::new();
         for round in 0..6u8 {
@@ -394,13 +391,7 @@ fn outgoing_send_batch_queues_runs_whole_with_and_without_gso() {
     for gso in [true, false] {
         let sel = selector();
         sel.run_blocking(within(10, async {
-            let server = a_socket(&sel)
-                .udp()
-                .receive_buffer_size(1 << 20)
-                .bind("127.0.0.1:0")
-                .await
-                .unwrap();
-            let client = a_socket(&sel).udp().gso(gso).bind("127.0.0.1:0").await.unwrap();
+            let (server, client) = pair(&sel, gso).await;
             let to = server.local_address().clone();
             let out = client.outgoing();
             let (buf, sizes) = batch();
