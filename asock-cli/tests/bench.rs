@@ -234,9 +234,7 @@ fn tls_bench_reports_the_load_generators_cpu_next_to_the_servers() {
 
 /// A UDP echo server on a thread: for the `i`-th datagram received (from 0), `reply` says which
 /// datagrams to send back now (none: dropped; several: the ones it held, in its order).
-fn udp_peer(
-    mut reply: impl FnMut(u64, Vec<u8>) -> Vec<Vec<u8>> + Send + 'static,
-) -> String {
+fn udp_peer(mut reply: impl FnMut(u64, Vec<u8>) -> Vec<Vec<u8>> + Send + 'static) -> String {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = s.local_addr().unwrap().to_string();
     // Ends with the test process; bounded by the 10 s read timeout once the bench is gone.
@@ -257,7 +255,9 @@ fn udp_peer(
 
 /// The value of `"key":` in a JSON line.
 fn json_u64(out: &str, key: &str) -> u64 {
-    let at = out.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("no {key} in {out}"));
+    let at = out
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {out}"));
     out[at + key.len() + 3..]
         .split(|c: char| !c.is_ascii_digit())
         .next()
@@ -270,11 +270,26 @@ fn json_u64(out: &str, key: &str) -> u64 {
 fn udp_stream_against_the_echo_server_accounts_for_every_datagram() {
     let server = Server::start(&["--udp"]);
     let out = bench(&[
-        &server.addr, "--udp", "--mode", "stream", "-c", "2", "--messages", "20000", "--json",
+        &server.addr,
+        "--udp",
+        "--mode",
+        "stream",
+        "-c",
+        "2",
+        "--messages",
+        "20000",
+        "--json",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("\"size\":1200,"), "1,200 B by default: {stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"size\":1200,"),
+        "1,200 B by default: {stdout}"
+    );
     assert_eq!(json_u64(&stdout, "udp_sent"), 20_000, "{stdout}");
     assert_eq!(json_u64(&stdout, "errors"), 0, "{stdout}");
     // Every datagram sent was either echoed (and verified) or counted lost.
@@ -303,10 +318,22 @@ fn udp_stream_reports_loss_and_reordering_without_failing() {
         vec![d]
     });
     let out = bench(&[
-        &addr, "--udp", "--mode", "stream", "--window", "64", "--messages", "1000", "--json",
+        &addr,
+        "--udp",
+        "--mode",
+        "stream",
+        "--window",
+        "64",
+        "--messages",
+        "1000",
+        "--json",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(json_u64(&stdout, "udp_lost"), 20, "{stdout}");
     assert_eq!(json_u64(&stdout, "msgs"), 980, "{stdout}");
     assert!(json_u64(&stdout, "udp_reordered") > 0, "{stdout}");
@@ -326,7 +353,10 @@ fn udp_stream_catches_a_corrupted_echo_and_refuses_tiny_datagrams() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(stderr.contains("mismatch in the payload of datagram 10"), "{stderr}");
+    assert!(
+        stderr.contains("mismatch in the payload of datagram 10"),
+        "{stderr}"
+    );
 
     let out = bench(&[&addr, "--udp", "--mode", "stream", "-s", "4", "-d", "0.2"]);
     assert_eq!(out.status.code(), Some(1));

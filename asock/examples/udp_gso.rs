@@ -99,7 +99,9 @@ pub async fn run(
                 if packet.len() != size || packet.iter().any(|&b| b != want) {
                     return Err(Error::Io {
                         op: "echo check",
-                        source: std::io::Error::other(format!("round {round}: datagram {got} differs")),
+                        source: std::io::Error::other(format!(
+                            "round {round}: datagram {got} differs"
+                        )),
                     });
                 }
                 got += 1;

@@ -553,7 +553,9 @@ mod linux {
 
     pub(super) fn send_batch(sock: &RawSocket, msgs: &[Outgoing]) -> io::Result<usize> {
         let n = msgs.len().min(MAX_BATCH);
-        sendmmsg_each(sock, n, |i| (&msgs[i].data[..], None, msgs[i].addr.as_ref()))
+        sendmmsg_each(sock, n, |i| {
+            (&msgs[i].data[..], None, msgs[i].addr.as_ref())
+        })
     }
 
     /// Sets up `h` to carry a `UDP_SEGMENT` control message of `segment` in `control`.

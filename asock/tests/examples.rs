@@ -501,5 +501,8 @@ fn udp_gso_bulk_echo_with_offload_on_and_off() {
     assert!(on.gso, "the CI and development machines run Linux 5+");
     // On loopback a GSO send reaches a GRO socket as one buffer, and goes back as one.
     assert_eq!(on.buffers, 50, "{on:?}");
-    assert_eq!((off.datagrams, off.buffers, off.gso), (20 * per, 20 * per, false));
+    assert_eq!(
+        (off.datagrams, off.buffers, off.gso),
+        (20 * per, 20 * per, false)
+    );
 }

@@ -41,7 +41,12 @@ async fn pair(
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    let client = a_socket(sel).udp().gso(gso).bind("127.0.0.1:0").await.unwrap();
+    let client = a_socket(sel)
+        .udp()
+        .gso(gso)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
     (server, client)
 }
 
@@ -266,7 +271,10 @@ fn receive_batch_hands_out_a_coalesced_buffer_whole_ipv4_and_ipv6() {
         // On loopback a GSO send reaches a GRO socket as the one buffer it left as.
         assert_eq!(batches.len(), 1, "{host}: one buffer of 40 datagrams");
         let b = &batches[0];
-        assert_eq!((b.len(), b.segment_size(), b.buffer().len()), (40, 1200, 39 * 1200 + 500));
+        assert_eq!(
+            (b.len(), b.segment_size(), b.buffer().len()),
+            (40, 1200, 39 * 1200 + 500)
+        );
         assert_eq!(b.address(), &from);
     }
 }
@@ -336,7 +344,10 @@ fn large_receives_reuse_buffers_only_once_every_slice_is_dropped() {
             }
         }
         for (round, b) in &held {
-            assert!(b.buffer().iter().all(|x| x == round), "held round {round} intact");
+            assert!(
+                b.buffer().iter().all(|x| x == round),
+                "held round {round} intact"
+            );
         }
     }));
 }
@@ -368,7 +379,9 @@ fn outgoing_sends_runs_to_many_peers_together_and_intact() {
                     let d = asock::Datagram::new(vec![round * 40 + i; 300 + p], to.clone());
                     out.send(d).await.unwrap();
                 }
-                out.send(asock::Datagram::new(vec![255u8; 7], to)).await.unwrap();
+                out.send(asock::Datagram::new(vec![255u8; 7], to))
+                    .await
+                    .unwrap();
             }
         }
         out.flush().await.unwrap();
@@ -376,7 +389,11 @@ fn outgoing_sends_runs_to_many_peers_together_and_intact() {
             for round in 0..3u8 {
                 for i in 0..10u8 {
                     let d = peer.receive().await.unwrap();
-                    assert_eq!(&d.packet[..], &vec![round * 40 + i; 300 + p][..], "peer {p}");
+                    assert_eq!(
+                        &d.packet[..],
+                        &vec![round * 40 + i; 300 + p][..],
+                        "peer {p}"
+                    );
                 }
                 assert_eq!(&peer.receive().await.unwrap().packet[..], &[255u8; 7][..]);
             }

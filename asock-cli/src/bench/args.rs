@@ -68,11 +68,12 @@ pub struct BenchArgs {
 impl BenchArgs {
     /// Bytes per message: `--size`, else 64, or 1,200 with `--udp --mode stream`.
     pub fn size(&self) -> usize {
-        self.size.unwrap_or(if self.udp && self.mode == BenchMode::Stream {
-            1200
-        } else {
-            64
-        })
+        self.size
+            .unwrap_or(if self.udp && self.mode == BenchMode::Stream {
+                1200
+            } else {
+                64
+            })
     }
 }
 

@@ -121,7 +121,10 @@ pub async fn stream(c: Conn) -> Result<(), String> {
         }
         if sending && in_flight < window {
             let quota = c.quota.map_or(u64::MAX, |q| q - sent);
-            let n = (window - in_flight).min(PER_SEND).min(quota as usize).max(1);
+            let n = (window - in_flight)
+                .min(PER_SEND)
+                .min(quota as usize)
+                .max(1);
             let mut buf = Vec::with_capacity(n * size);
             for i in 0..n as u64 {
                 datagram(&c, sent + i, &mut buf);

@@ -322,7 +322,10 @@ fn load(addr: &str, dur: Duration, size: usize, flows: usize, window: usize) -> 
     let window = window.max(1);
     sel.run_blocking(async {
         let start = Instant::now();
-        let times = (start + Duration::from_millis(500), start + Duration::from_millis(500) + dur);
+        let times = (
+            start + Duration::from_millis(500),
+            start + Duration::from_millis(500) + dur,
+        );
         let mut tasks = Vec::new();
         for _ in 0..flows.max(1) {
             let s = a_socket(&sel)

@@ -112,7 +112,10 @@ mod tests {
         sel.run_blocking(async {
             let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
             let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
-            assert!(client.gso_enabled(), "this test needs a kernel with UDP GSO");
+            assert!(
+                client.gso_enabled(),
+                "this test needs a kernel with UDP GSO"
+            );
             crate::sys::test_hooks::fail_gso_sends(1);
             let client = send(server, client).await;
             assert!(!client.gso_enabled(), "GSO is off for this socket");

@@ -326,8 +326,7 @@ fn gso_run(rest: &[Outgoing], limit: usize) -> usize {
     let mut n = 1;
     while n < rest.len() && n < most {
         let d = &rest[n];
-        if d.addr != first.addr || d.data.len() > seg || d.data.is_empty() || d.segment.is_some()
-        {
+        if d.addr != first.addr || d.data.len() > seg || d.data.is_empty() || d.segment.is_some() {
             break;
         }
         n += 1;
@@ -474,7 +473,11 @@ async fn send_some(shared: &Shared, batch: &[Outgoing]) -> Option<usize> {
                 }
             }
         }
-        if rest.iter().take(sys::MAX_BATCH).any(|d| d.segment.is_some()) {
+        if rest
+            .iter()
+            .take(sys::MAX_BATCH)
+            .any(|d| d.segment.is_some())
+        {
             return Some(sent);
         }
         let r = poll_fn(|cx| {

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use super::incoming::Incoming;
 use super::outgoing::{DatagramSender, Outbox};
 use super::shared::Shared;
-use super::{Datagram, DatagramBatch};
 #[allow(unused_imports)] // doc links
 use super::UdpSocketBuilder;
+use super::{Datagram, DatagramBatch};
 use crate::address::SocketAddress;
 use crate::error::{Error, Result};
 
