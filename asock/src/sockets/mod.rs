@@ -10,8 +10,8 @@ mod unix;
 use socket2::SockAddr;
 
 pub use datagram::{
-    BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramSender, Incoming,
-    UdpSocketBuilder,
+    BatchIter, BatchPackets, BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramBatch,
+    DatagramSender, Incoming, UdpSocketBuilder,
 };
 pub use options::SocketOptions;
 pub(crate) use options::{option_setters, Kind};
