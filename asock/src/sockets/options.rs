@@ -118,10 +118,13 @@ impl SocketOptions {
         Ok(())
     }
 
-    /// Applies the options that concern `kind` to `s` (after [`check`](Self::check)).
+    /// Applies the options that concern `kind` to `s` (after [`check`](Self::check)), once
+    /// the platform has prepared it ([`sys::prepare_socket`](crate::sys::prepare_socket):
+    /// `SO_NOSIGPIPE` on Apple systems). Every socket asock makes or accepts passes here.
     pub(crate) fn apply(&self, s: &RawSocket, kind: Kind, ipv6: bool) -> Result<()> {
         self.check(kind)?;
         let e = |source| Error::io("set socket option", source);
+        crate::sys::prepare_socket(s).map_err(e)?;
         if matches!(kind, Kind::TcpStream | Kind::TcpConnect) {
             s.set_nodelay(self.no_delay).map_err(e)?;
             if let Some(k) = self.keep_alive {
