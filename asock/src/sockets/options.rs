@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use socket2::Socket as RawSocket;
 
+use super::os;
 use crate::error::{Error, Result};
 
 /// Options for sockets made by a builder; see [`crate::SocketBuilder::configure`].
@@ -147,18 +148,10 @@ impl SocketOptions {
         }
         if kind != Kind::Unix {
             if let Some(tos) = self.type_of_service {
-                if ipv6 {
-                    s.set_tclass_v6(tos).map_err(e)?;
-                } else {
-                    s.set_tos(tos).map_err(e)?;
-                }
+                os::set_type_of_service(s, ipv6, tos).map_err(e)?;
             }
             if let Some(ttl) = self.ttl {
-                if ipv6 {
-                    s.set_unicast_hops_v6(ttl).map_err(e)?;
-                } else {
-                    s.set_ttl(ttl).map_err(e)?;
-                }
+                os::set_ttl(s, ipv6, ttl).map_err(e)?;
             }
         }
         if kind == Kind::Udp && self.broadcast {
@@ -166,6 +159,14 @@ impl SocketOptions {
         }
         if self.linger.is_some() && kind != Kind::Udp {
             s.set_linger(self.linger).map_err(e)?;
+        }
+        if kind == Kind::Udp {
+            if let Some(on) = self.multicast_loop {
+                os::set_multicast_loop(s, ipv6, on).map_err(e)?;
+            }
+            if let Some(ttl) = self.multicast_ttl {
+                os::set_multicast_ttl(s, ipv6, ttl).map_err(e)?;
+            }
         }
         Ok(())
     }
