@@ -168,8 +168,6 @@
 //! | `test-certs` | no | [`tls::test_certs`]: a test CA and certificates (rcgen) |
 //! | `hyper` | no | `compat::hyper`: hyper 1.x's I/O, executor and timer traits on asock |
 
-#![warn(missing_docs)]
-
 pub mod address;
 pub mod channel;
 pub mod compat;

@@ -42,6 +42,6 @@ pub(crate) fn peer_credentials(fd: RawFd) -> io::Result<(Option<i32>, u32, u32)>
     let mut uid: libc::uid_t = 0;
     let mut gid: libc::gid_t = 0;
     // SAFETY: both out-pointers are valid, writable locals of the types getpeereid expects.
-    syscall!(getpeereid(fd, &mut uid, &mut gid))?;
+    unsafe { syscall!(getpeereid(fd, &mut uid, &mut gid)) }?;
     Ok((None, uid, gid))
 }

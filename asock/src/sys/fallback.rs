@@ -83,17 +83,17 @@ pub(super) fn dup_onto(dead: RawFd, fd: RawFd) -> io::Result<()> {
     // SAFETY: `dead` is a descriptor the seam owns for the life of the process; `fd` is open
     // and owned by the caller, so replacing what it refers to cannot touch a descriptor
     // someone else owns. dup2 is atomic: `fd` is never free for another thread's `open`.
-    syscall!(dup2(dead, fd))?;
+    unsafe { syscall!(dup2(dead, fd)) }?;
     // SAFETY: `fd` is open (just made a duplicate); F_SETFD only sets its flags. A fork between
     // the two calls could leak the dead socket to a child, which is harmless.
-    syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC)).map(drop)
+    unsafe { syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC)) }.map(drop)
 }
 
 /// One `recv` on a non-blocking stream socket.
 #[inline]
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is writable for `buf.len()` bytes for the whole call; a stale `fd` fails.
-    let n = syscall!(recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0))?;
+    let n = unsafe { syscall!(recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0)) }?;
     Ok(n as usize)
 }
 
@@ -103,7 +103,7 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 #[inline]
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is readable for `buf.len()` bytes for the whole call; a stale `fd` fails.
-    let n = syscall!(send(fd, buf.as_ptr().cast(), buf.len(), super::SEND_FLAGS))?;
+    let n = unsafe { syscall!(send(fd, buf.as_ptr().cast(), buf.len(), super::SEND_FLAGS)) }?;
     Ok(n as usize)
 }
 
@@ -209,7 +209,7 @@ mod tests {
         // The descriptor now refers to the dead Unix socket: no longer bound to an inet port.
         assert!(a.local_addr().unwrap().as_socket().is_none());
         // SAFETY: F_GETFD only reads the flags of a descriptor we own.
-        let flags = syscall!(fcntl(a.as_raw_fd(), libc::F_GETFD)).unwrap();
+        let flags = unsafe { syscall!(fcntl(a.as_raw_fd(), libc::F_GETFD)) }.unwrap();
         assert_ne!(flags & libc::FD_CLOEXEC, 0);
     }
 }

@@ -52,13 +52,15 @@ pub(crate) fn peer_credentials(fd: RawFd) -> io::Result<(Option<i32>, u32, u32)>
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: `cred` is a valid, writable `ucred` and `len` holds its exact size; the kernel
     // writes at most `len` bytes into it and updates `len`.
-    syscall!(getsockopt(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_PEERCRED,
-        (&mut cred as *mut libc::ucred).cast(),
-        &mut len,
-    ))?;
+    unsafe {
+        syscall!(getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        ))
+    }?;
     Ok((Some(cred.pid), cred.uid, cred.gid))
 }
 
@@ -85,7 +87,7 @@ pub(super) fn dup_onto(dead: RawFd, fd: RawFd) -> io::Result<()> {
     // and owned by the caller, so replacing what it refers to cannot touch a descriptor
     // someone else owns. dup3 is atomic: there is no moment where `fd` is free for another
     // thread's `open` to take.
-    syscall!(dup3(dead, fd, libc::O_CLOEXEC)).map(drop)
+    unsafe { syscall!(dup3(dead, fd, libc::O_CLOEXEC)) }.map(drop)
 }
 
 /// `recvmmsg` into `n` slots of `slot` bytes (`n > 1`, the caller checked).
@@ -124,13 +126,15 @@ pub(super) fn recv_batch(
     // its own control buffer and one iovec, which points at a distinct `slot`-byte piece of `buf`. All of these
     // outlive the call, and the kernel writes within the given lengths only. The socket is
     // non-blocking and no timeout is passed.
-    let got = syscall!(recvmmsg(
-        sock.as_raw_fd(),
-        hdrs.as_mut_ptr(),
-        n as libc::c_uint,
-        0,
-        std::ptr::null_mut(),
-    ))? as usize;
+    let got = unsafe {
+        syscall!(recvmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            0,
+            std::ptr::null_mut(),
+        ))
+    }? as usize;
     for i in 0..got {
         let h = &hdrs[i].msg_hdr;
         let addr = (h.msg_namelen as usize > std::mem::size_of::<libc::sa_family_t>()).then(|| {
@@ -200,25 +204,29 @@ fn get_udp_option(sock: &RawSocket, name: libc::c_int) -> io::Result<libc::c_int
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `v` is a writable `int` and `len` its exact size; the kernel writes at most
     // `len` bytes.
-    syscall!(getsockopt(
-        sock.as_raw_fd(),
-        libc::SOL_UDP,
-        name,
-        (&mut v as *mut libc::c_int).cast(),
-        &mut len,
-    ))?;
+    unsafe {
+        syscall!(getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            name,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        ))
+    }?;
     Ok(v)
 }
 
 fn set_udp_option(sock: &RawSocket, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: `v` is a readable `int` of the stated size.
-    syscall!(setsockopt(
-        sock.as_raw_fd(),
-        libc::SOL_UDP,
-        name,
-        (&v as *const libc::c_int).cast(),
-        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-    ))
+    unsafe {
+        syscall!(setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ))
+    }
     .map(drop)
 }
 
@@ -260,7 +268,7 @@ pub(super) fn send_segments(
     }
     // SAFETY: `msg` points at one iovec over `buf`, optionally a live `SockAddr` of the
     // stated length, and the control buffer; all outlive the call, which only reads them.
-    let n = syscall!(sendmsg(sock.as_raw_fd(), &msg, SEND_FLAGS))?;
+    let n = unsafe { syscall!(sendmsg(sock.as_raw_fd(), &msg, SEND_FLAGS)) }?;
     Ok(n as usize)
 }
 
@@ -291,12 +299,14 @@ pub(super) fn send_batch(sock: &RawSocket, msgs: &[Outgoing]) -> io::Result<usiz
     // SAFETY: `hdrs[..n]` are initialised; each points at one iovec over a live `Bytes` and,
     // optionally, at a live `SockAddr` of the stated length. sendmmsg only reads them, and
     // all of them outlive the call. MSG_NOSIGNAL: a broken peer is an error, not SIGPIPE.
-    let sent = syscall!(sendmmsg(
-        sock.as_raw_fd(),
-        hdrs.as_mut_ptr(),
-        n as libc::c_uint,
-        SEND_FLAGS as _,
-    ))?;
+    let sent = unsafe {
+        syscall!(sendmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            SEND_FLAGS as _,
+        ))
+    }?;
     Ok(sent as usize)
 }
 
@@ -310,15 +320,17 @@ pub(super) fn send_batch(sock: &RawSocket, msgs: &[Outgoing]) -> io::Result<usiz
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is writable for `buf.len()` bytes for the whole call, and a null source
     // address with a zero length asks for none. A stale or closed `fd` only fails (EBADF).
-    let n = syscall!(syscall(
-        libc::SYS_recvfrom,
-        fd as libc::c_long,
-        buf.as_mut_ptr() as libc::c_long,
-        buf.len() as libc::c_long,
-        0 as libc::c_long,
-        0 as libc::c_long,
-        0 as libc::c_long,
-    ))?;
+    let n = unsafe {
+        syscall!(syscall(
+            libc::SYS_recvfrom,
+            fd as libc::c_long,
+            buf.as_mut_ptr() as libc::c_long,
+            buf.len() as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        ))
+    }?;
     Ok(n as usize)
 }
 
@@ -328,15 +340,17 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is readable for `buf.len()` bytes for the whole call, and a null
     // destination with a zero length names none (the socket is connected). A stale `fd` fails.
-    let n = syscall!(syscall(
-        libc::SYS_sendto,
-        fd as libc::c_long,
-        buf.as_ptr() as libc::c_long,
-        buf.len() as libc::c_long,
-        SEND_FLAGS as libc::c_long,
-        0 as libc::c_long,
-        0 as libc::c_long,
-    ))?;
+    let n = unsafe {
+        syscall!(syscall(
+            libc::SYS_sendto,
+            fd as libc::c_long,
+            buf.as_ptr() as libc::c_long,
+            buf.len() as libc::c_long,
+            SEND_FLAGS as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        ))
+    }?;
     Ok(n as usize)
 }
 
@@ -349,15 +363,15 @@ pub(crate) fn pipe(size: usize) -> io::Result<Pipe> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 writes two new descriptors into the two-element array it is given.
-    syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC))?;
+    unsafe { syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC)) }?;
     // SAFETY: both descriptors were just created by pipe2 and nothing else owns them.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let want = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
     // SAFETY: F_SETPIPE_SZ only changes the capacity of the pipe behind a descriptor we own;
     // it takes and returns plain integers. A refusal keeps the default (see above).
-    let _ = syscall!(fcntl(fds[1], libc::F_SETPIPE_SZ, want));
+    let _ = unsafe { syscall!(fcntl(fds[1], libc::F_SETPIPE_SZ, want)) };
     // SAFETY: F_GETPIPE_SZ only reports the capacity of the same pipe.
-    let capacity = syscall!(fcntl(fds[1], libc::F_GETPIPE_SZ))?;
+    let capacity = unsafe { syscall!(fcntl(fds[1], libc::F_GETPIPE_SZ)) }?;
     if capacity <= 0 {
         return Err(io::Error::other("pipe reports no capacity"));
     }
@@ -376,14 +390,16 @@ pub(crate) fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: both descriptors are open for the duration of the call (their owners hold them);
     // null offsets mean "the descriptor's own position", which for sockets and pipes is the
     // stream itself. splice touches no memory of ours.
-    let n = syscall!(splice(
-        from,
-        std::ptr::null_mut(),
-        to,
-        std::ptr::null_mut(),
-        len,
-        libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-    ))?;
+    let n = unsafe {
+        syscall!(splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        ))
+    }?;
     Ok(n as usize)
 }
 
@@ -402,7 +418,7 @@ pub(crate) fn sendfile(
     let len = len.min(0x7fff_f000);
     // SAFETY: both descriptors are open for the duration of the call (their owners hold them);
     // `off` is a valid, writable local the kernel updates; no other memory of ours is touched.
-    let n = syscall!(sendfile64(sock, file, &mut off, len))?;
+    let n = unsafe { syscall!(sendfile64(sock, file, &mut off, len)) }?;
     *offset = off as u64;
     Ok(n as usize)
 }

@@ -24,13 +24,11 @@ use socket2::{MaybeUninitSlice, SockAddr, Socket as RawSocket};
 /// Calls the `libc` function `$name` and maps its C-style failure (`-1`, with the reason in
 /// `errno`) to `Err(io::Error::last_os_error())`; on success gives the call's return value.
 ///
-/// The call is made in an `unsafe` block: every use carries a `// SAFETY:` note saying why the
-/// arguments are valid for that call.
+/// It hides no `unsafe`: every use sits in an `unsafe` block of its own, under a safety note
+/// saying why the arguments are valid for that call.
 macro_rules! syscall {
     ($name:ident ( $($arg:expr),* $(,)? )) => {{
-        // SAFETY: the caller's `SAFETY:` note at the `syscall!` use covers this call.
-        #[allow(unused_unsafe)]
-        let r = unsafe { libc::$name($($arg),*) };
+        let r = libc::$name($($arg),*);
         if r == -1 {
             Err(std::io::Error::last_os_error())
         } else {
@@ -260,7 +258,7 @@ pub(crate) fn prepare_close_in_place() {
 pub(crate) fn close_in_place(fd: RawFd) -> io::Result<()> {
     let Some(dead) = dead_socket() else {
         // SAFETY: `fd` is open (the caller's contract); shutdown only changes socket state.
-        return syscall!(shutdown(fd, libc::SHUT_RDWR)).map(drop);
+        return unsafe { syscall!(shutdown(fd, libc::SHUT_RDWR)) }.map(drop);
     };
     loop {
         match imp::dup_onto(dead, fd) {
