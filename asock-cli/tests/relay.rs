@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{run_asock, stderr_line, wait_output, BIN};
+use asock_test_support::wait_output;
+use support::{run_asock, stderr_line, BIN};
 
 /// Starts `asock -v listen ARGS 127.0.0.1:0` with `stdin` queued on its input; the child and
 /// its port (from the `Listening on` log line).
@@ -29,25 +30,6 @@ fn listen(args: &[&str], stdin: &[u8]) -> (Child, u16, std::sync::mpsc::Receiver
     let (line, rest) = stderr_line(&mut child, "Listening on", Duration::from_secs(10));
     let port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
     (child, port, rest)
-}
-
-/// Exit code and stdout of `child` (stderr already taken), within `limit`.
-fn finish(mut child: Child, limit: Duration) -> (Option<i32>, Vec<u8>) {
-    let start = Instant::now();
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut out = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    (code, out)
 }
 
 /// The case, 50 times: `printf 'from-server\n' | asock listen` and a client
@@ -72,7 +54,7 @@ fn listen_never_loses_stdin_when_nc_half_closes_first() {
             .write_all(b"from-client\n")
             .unwrap();
         let (nc_code, nc_out, nc_err) = wait_output(nc, Duration::from_secs(10));
-        let (code, out) = finish(child, Duration::from_secs(10));
+        let (code, out, _) = wait_output(child, Duration::from_secs(10));
         assert_eq!(
             String::from_utf8_lossy(&nc_out),
             "from-server\n",
@@ -172,7 +154,7 @@ fn tls_listen_and_connect_deliver_both_ways() {
             b"from-client\n",
             Duration::from_secs(10),
         );
-        let (lcode, lout) = finish(child, Duration::from_secs(10));
+        let (lcode, lout, _) = wait_output(child, Duration::from_secs(10));
         assert_eq!(code, Some(0), "run {run}: {err}");
         assert_eq!(String::from_utf8_lossy(&out), "from-server\n", "run {run}");
         assert_eq!(String::from_utf8_lossy(&lout), "from-client\n", "run {run}");
@@ -188,7 +170,7 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        support::kill(&self.child, libc::SIGTERM);
+        asock_test_support::kill(&self.child, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

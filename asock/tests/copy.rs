@@ -5,15 +5,13 @@
 //!
 //! The far ends are plain blocking `std::net` sockets on threads: independent peers.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use asock::{a_socket, ByteWriteChannel, Error, SelectorManager, Socket, SocketAddress};
-use common::{selector, within};
+use asock_test_support::{selector, within};
 
 /// A reproducible byte stream (xorshift64*), so 100 MiB can be checked without keeping it.
 struct Gen(u64);

@@ -6,8 +6,6 @@
 //! code. The server binaries are installed by `.ci/run`; a test fails (never skips) without
 //! them.
 
-mod common;
-
 #[allow(dead_code)]
 #[path = "../examples/redis_client.rs"]
 mod redis_client;
@@ -24,6 +22,7 @@ mod chat_server;
 #[path = "../examples/multicast_presence.rs"]
 mod multicast_presence;
 
+use asock_test_support as common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;

@@ -2,8 +2,8 @@
 //! on the channels, a `Connection` and a `TlsSocket`, and tokio-util's `LinesCodec` over an
 //! asock socket. All sockets on 127.0.0.1.
 
-mod common;
-
+use asock_test_support as common;
+use asock_test_support::within;
 use std::time::Duration;
 
 use asock::{a_socket, SelectorManager};
@@ -16,11 +16,6 @@ fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("tokio runtime")
-}
-
-/// Bounds a step in time, measured by a plain thread so it needs no tokio timer.
-async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
-    common::within(secs, f).await
 }
 
 /// Starts a line echo server on asock's own loops and returns its address.

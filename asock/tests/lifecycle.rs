@@ -2,15 +2,13 @@
 //! sections, and docs/design.md §2): what timeouts, `close`, drop and a manager's close do to
 //! pending operations and descriptors. Real sockets on 127.0.0.1.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asock::{a_socket, Error, SelectorManager};
-use common::{pair, selector, within};
+use asock_test_support::{pair, selector, within};
 
 fn is_closed(e: &Error) -> bool {
     matches!(e, Error::Closed(_))

@@ -1,23 +1,10 @@
 //! UDP segmentation and receive offload (GSO/GRO) on loopback, IPv4 and IPv6: `send_batch`
 //! with GSO on and off, GRO splitting (with a short last segment), connected and Unix sockets.
 
-use std::time::Duration;
+use asock_test_support::{selector_with, within};
 
-use asock::{a_socket, Error, SelectorManager, SocketAddress};
+use asock::{a_socket, Error, SocketAddress};
 use bytes::Bytes;
-
-fn selector() -> SelectorManager {
-    SelectorManager::builder()
-        .threads(1)
-        .build()
-        .expect("selector")
-}
-
-async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
-    asock::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test step timed out")
-}
 
 /// 40 segments of 1,200 bytes, the last 500: each segment's bytes name its index.
 fn batch() -> (Bytes, Vec<usize>) {
@@ -43,7 +30,7 @@ fn check(got: &[asock::Datagram], sizes: &[usize], from: &SocketAddress) {
 }
 
 fn round_trip(host: &str, gso: bool, gro: bool) {
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let server = a_socket(&sel).udp().gro(gro).bind(host).await.unwrap();
         let client = a_socket(&sel).udp().gso(gso).bind(host).await.unwrap();
@@ -66,7 +53,7 @@ fn round_trip(host: &str, gso: bool, gro: bool) {
 
 #[test]
 fn gso_is_detected_on_linux() {
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(async {
         let s = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
         // The CI and development machines run Linux 5+.
@@ -95,7 +82,7 @@ fn send_batch_without_gso() {
 #[test]
 fn send_batch_past_the_segment_limit_sends_several_gso_messages() {
     // 150 segments of 100 bytes: three GSO sends (64 + 64 + 22).
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let server = a_socket(&sel)
             .udp()
@@ -119,7 +106,7 @@ fn send_batch_past_the_segment_limit_sends_several_gso_messages() {
 
 #[test]
 fn send_batch_on_connected_and_unix_sockets() {
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
         let client = a_socket(&sel)
@@ -166,7 +153,7 @@ fn send_batch_on_connected_and_unix_sockets() {
 
 #[test]
 fn send_batch_refuses_bad_segment_sizes_before_any_syscall() {
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(async {
         let s = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
         let to = s.local_address().clone();
@@ -184,7 +171,7 @@ fn send_batch_refuses_bad_segment_sizes_before_any_syscall() {
 fn outgoing_sends_runs_of_equal_datagrams_whole_and_in_order() {
     // Queued in one go, 40 datagrams to one peer (the last shorter) can leave as one GSO send,
     // then two other sizes and a second peer break the runs; every datagram arrives intact.
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let a = a_socket(&sel)
             .udp()

@@ -38,37 +38,21 @@ macro_rules! syscall {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-mod linux;
-#[cfg(any(target_os = "linux", target_os = "android"))]
-use linux as imp;
+#[path = "linux.rs"]
+mod imp;
 
 #[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos",
-    target_os = "visionos",
+    target_vendor = "apple",
     target_os = "freebsd",
     target_os = "openbsd",
     target_os = "netbsd",
     target_os = "dragonfly"
 ))]
-mod bsd;
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos",
-    target_os = "visionos",
-    target_os = "freebsd",
-    target_os = "openbsd",
-    target_os = "netbsd",
-    target_os = "dragonfly"
-))]
-use bsd as imp;
+#[path = "bsd.rs"]
+mod imp;
 
 // Built on every platform so that the one toolchain CI has type-checks and tests it; on Linux
-// only its tests use it.
+// only its tests use it. On any other Unix it is the platform family.
 #[cfg_attr(
     any(target_os = "linux", target_os = "android"),
     allow(
@@ -80,11 +64,7 @@ mod fallback;
 #[cfg(not(any(
     target_os = "linux",
     target_os = "android",
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos",
-    target_os = "visionos",
+    target_vendor = "apple",
     target_os = "freebsd",
     target_os = "openbsd",
     target_os = "netbsd",
