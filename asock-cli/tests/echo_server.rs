@@ -1,6 +1,7 @@
 //! `asock echo-server`, `connect` and `listen` driven like a user would: with nc, telnet,
 //! python and plain sockets, on 127.0.0.1 only.
 
+use asock_test_support::run;
 use asock_test_support::{have, raise_fd_limit_to};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -65,38 +66,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Runs a command with `stdin` fed, bounded in time; returns (status, stdout, stderr).
-fn run(cmd: &mut Command, stdin: &[u8], secs: u64) -> (Option<i32>, Vec<u8>, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if child.try_wait().unwrap().is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
-    let _ = feeder.join();
-    (
-        out.status.code(),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -162,97 +162,6 @@ fn tls_listen_and_connect_deliver_both_ways() {
     }
 }
 
-/// nginx with TLS on 127.0.0.1, as a child of the test, with its own prefix and config.
-struct Nginx {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        asock_test_support::kill(&self.child, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx(d: &Path, cert: &Path, key: &Path) -> Nginx {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .expect("nginx is needed; .ci/run installs it");
-    std::fs::create_dir(d.join("www")).unwrap();
-    std::fs::create_dir(d.join("tmp")).unwrap();
-    std::fs::write(d.join("www/index.html"), "<h1>hello from nginx</h1>\n").unwrap();
-    // Worker processes may run as another user: let them read the files.
-    for p in [d.to_path_buf(), d.join("www")] {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    for f in [cert, key, &d.join("www/index.html")] {
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dd = d.display();
-    let conf = format!(
-        "worker_processes 1;
-pid {dd}/nginx.pid;
-error_log {dd}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log {dd}/access.log;
-    client_body_temp_path {dd}/tmp/body;
-    proxy_temp_path {dd}/tmp/proxy;
-    fastcgi_temp_path {dd}/tmp/fastcgi;
-    uwsgi_temp_path {dd}/tmp/uwsgi;
-    scgi_temp_path {dd}/tmp/scgi;
-    default_type text/html;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name localhost;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        root {dd}/www;
-        location / {{ index index.html; }}
-    }}
-}}
-",
-        cert = cert.display(),
-        key = key.display()
-    );
-    std::fs::write(d.join("nginx.conf"), conf).unwrap();
-    let mut child = Command::new(bin)
-        .arg("-p")
-        .arg(d)
-        .arg("-e")
-        .arg(d.join("error.log"))
-        .arg("-c")
-        .arg(d.join("nginx.conf"))
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "nginx exited early");
-        assert!(Instant::now() < deadline, "nginx did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Nginx { child, port }
-}
-
 /// Runs `asock [-q] connect --tls --ca CA --server-name localhost ADDR` with `request` on
 /// stdin (kept open until the tool exits when `hold_stdin`); exit code, stdout, stderr.
 fn https_request(
@@ -299,10 +208,11 @@ fn connect_tls_to_nginx_prints_the_response_and_exits_0() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let server = nginx(
+    let server = asock_test_support::nginx_tls(
         dir.path(),
         &certs.join("server.pem"),
         &certs.join("server.key"),
+        "<h1>hello from nginx</h1>\n",
     );
     let ca = certs.join("ca.pem");
     let addr = format!("127.0.0.1:{}", server.port);

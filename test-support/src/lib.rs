@@ -6,7 +6,7 @@
 //!
 //! Every helper bounds what it waits for in time; none talks to anything but 127.0.0.1.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -154,4 +154,139 @@ pub fn openssl_s_server(dir: &Path, extra: &[&str]) -> (Child, u16) {
         std::thread::sleep(Duration::from_millis(30));
     }
     (child, port)
+}
+
+/// Runs `cmd` with `stdin` fed to it, for at most `secs` seconds (then kills it); its exit code
+/// (`None`: killed), stdout and stderr.
+pub fn run(cmd: &mut Command, stdin: &[u8], secs: u64) -> (Option<i32>, Vec<u8>, String) {
+    run_for(cmd, stdin, Duration::from_secs(secs))
+}
+
+/// [`run`], with stdout as text.
+pub fn run_text(cmd: &mut Command, stdin: &[u8], secs: u64) -> (Option<i32>, String, String) {
+    let (code, out, err) = run(cmd, stdin, secs);
+    (code, String::from_utf8_lossy(&out).into_owned(), err)
+}
+
+/// [`run`], bounded by `limit`.
+pub fn run_for(cmd: &mut Command, stdin: &[u8], limit: Duration) -> (Option<i32>, Vec<u8>, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let r = wait_output(child, limit);
+    let _ = feeder.join();
+    r
+}
+
+/// A child process stopped when this is dropped: SIGTERM, up to 5 s to exit, then SIGKILL.
+pub struct Terminate(pub Child);
+
+impl Drop for Terminate {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child, not yet reaped (we own it).
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An nginx serving `www/index.html` over TLS on 127.0.0.1, a child of the test with its own
+/// prefix and config in a directory; stopped when dropped.
+pub struct Nginx {
+    /// The nginx master process.
+    pub child: Terminate,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+/// Starts nginx in `dir` (its prefix, config, logs and temp files) serving `page` as
+/// `index.html` over TLS 1.2 and 1.3 with `cert` and `key` (PEM files), on a free port of
+/// 127.0.0.1; returns once it accepts (at most 10 s). Its error log is `dir/error.log`.
+pub fn nginx_tls(dir: &Path, cert: &Path, key: &Path, page: &str) -> Nginx {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("nginx is needed; .ci/run installs it");
+    std::fs::create_dir(dir.join("www")).unwrap();
+    std::fs::create_dir(dir.join("tmp")).unwrap();
+    std::fs::write(dir.join("www/index.html"), page).unwrap();
+    // Worker processes may run as another user: let them read the files.
+    for p in [dir.to_path_buf(), dir.join("www")] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for f in [cert, key, &dir.join("www/index.html")] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dd = dir.display();
+    let conf = format!(
+        "worker_processes 1;
+pid {dd}/nginx.pid;
+error_log {dd}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {dd}/access.log;
+    client_body_temp_path {dd}/tmp/body;
+    proxy_temp_path {dd}/tmp/proxy;
+    fastcgi_temp_path {dd}/tmp/fastcgi;
+    uwsgi_temp_path {dd}/tmp/uwsgi;
+    scgi_temp_path {dd}/tmp/scgi;
+    default_type text/html;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name localhost;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        root {dd}/www;
+        location / {{ index index.html; }}
+    }}
+}}
+",
+        cert = cert.display(),
+        key = key.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut child = Command::new(bin)
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "nginx exited early");
+        assert!(Instant::now() < deadline, "nginx did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Nginx {
+        child: Terminate(child),
+        port,
+    }
 }

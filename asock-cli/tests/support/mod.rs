@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use asock_test_support::wait_output;
+use asock_test_support::run_for;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_asock");
 
@@ -272,20 +272,7 @@ impl Rng {
 /// Runs `asock ARGS` with `stdin` as its input, for at most `limit` (then kills it); its exit
 /// code (None: killed), stdout and stderr.
 pub fn run_asock(args: &[&str], stdin: &[u8], limit: Duration) -> (Option<i32>, Vec<u8>, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start asock");
-    let input = stdin.to_vec();
-    let mut pipe = child.stdin.take().unwrap();
-    std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let (code, out, err) = wait_output(child, limit);
-    (code, out, err)
+    run_for(Command::new(BIN).args(args), stdin, limit)
 }
 
 /// Reads `child`'s stderr until a line contains `marker`; returns that line. The rest of
