@@ -255,6 +255,7 @@ impl std::fmt::Display for TlsReason {
 
 impl Error {
     /// A TLS failure with no underlying error (a timeout, an early end of stream).
+    #[cfg(feature = "tls")]
     pub(crate) fn tls(reason: TlsReason, detail: impl Into<String>) -> Error {
         Error::Tls {
             reason,
@@ -264,6 +265,7 @@ impl Error {
     }
 
     /// A TLS failure caused by `source` (a `rustls::Error`).
+    #[cfg(feature = "tls")]
     pub(crate) fn tls_from(
         reason: TlsReason,
         detail: impl Into<String>,
@@ -277,6 +279,7 @@ impl Error {
     }
 
     /// A TLS configuration error with no underlying error.
+    #[cfg(feature = "tls")]
     pub(crate) fn tls_config(detail: impl Into<String>) -> Error {
         Error::TlsConfig {
             detail: detail.into(),
@@ -285,6 +288,7 @@ impl Error {
     }
 
     /// A TLS configuration error caused by `source`.
+    #[cfg(feature = "tls")]
     pub(crate) fn tls_config_from(
         detail: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
