@@ -153,20 +153,8 @@ fn tokio_io_traits_on_the_channels() {
 #[cfg(feature = "test-certs")]
 #[test]
 fn tokio_io_traits_on_a_tls_socket() {
-    use asock::tls::{test_certs::TestCa, TlsConfig, TlsServerConfig};
-
-    let ca = TestCa::new("interop CA").unwrap();
-    let cert = ca.server_cert(&["localhost"]).unwrap();
-    let server_config =
-        TlsServerConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
-    let client_config = TlsConfig::client()
-        .os_roots(false)
-        .add_root_pem(ca.cert_pem().as_bytes())
-        .unwrap()
-        .server_name("localhost")
-        .unwrap()
-        .build()
-        .unwrap();
+    let (server_config, client_config) =
+        asock_test_support::tls_configs(&["localhost"], "localhost");
     let sel = common::selector();
     tokio_rt().block_on(within(20, async {
         let server = a_socket(&sel)

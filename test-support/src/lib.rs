@@ -290,3 +290,28 @@ http {{
         port,
     }
 }
+
+/// A fresh test CA and a server certificate for `names` signed by it, as a server config with
+/// that certificate and a client config that trusts only that CA (no system roots) and
+/// verifies `server_name`.
+#[cfg(feature = "tls")]
+pub fn tls_configs(
+    names: &[&str],
+    server_name: &str,
+) -> (asock::tls::TlsServerConfig, asock::tls::TlsConfig) {
+    use asock::tls::test_certs::TestCa;
+    let ca = TestCa::new("asock test CA").unwrap();
+    let cert = ca.server_cert(names).unwrap();
+    let server =
+        asock::tls::TlsServerConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes())
+            .unwrap();
+    let client = asock::tls::TlsConfig::client()
+        .os_roots(false)
+        .add_root_pem(ca.cert_pem().as_bytes())
+        .unwrap()
+        .server_name(server_name)
+        .unwrap()
+        .build()
+        .unwrap();
+    (server, client)
+}
