@@ -47,3 +47,53 @@ for spec in $(for s in $SERVERS; do echo "$s:"; done; for s in $LINE_SERVERS; do
         'BEGIN { printf "  %-24s %8.0f instructions per message\n", n, (b - a) / m }'
 done
 echo "annotate: callgrind_annotate $OUTDIR/callgrind.NAME.$((2 * MESSAGES)).PID"
+
+# ---- UDP datagram echo (issue #20; kept apart from the TCP part above) ----------------------
+# User-space instructions per echoed datagram of each UDP echo server, the same way: N and 2N
+# datagrams from `asock bench --udp` (ping-pong, UDP_CONNECTIONS sockets, UDP_SIZE bytes), the
+# difference divided by N. asock-udp is `asock echo-server --udp` (`receive` + `outgoing()`,
+# recvmmsg/sendmmsg batches, GRO/GSO on), tokio-udp is bench/peers' `recv_from` + `send_to`.
+# UDP_SERVERS="" skips the section; UDP_MESSAGES (MESSAGES), UDP_CONNECTIONS (16), UDP_SIZE (64).
+UDP_SERVERS=${UDP_SERVERS-asock-udp tokio-udp}
+UDP_MESSAGES=${UDP_MESSAGES:-$MESSAGES}
+UDP_CONNECTIONS=${UDP_CONNECTIONS:-16}
+UDP_SIZE=${UDP_SIZE:-64}
+
+udp_server_cmd() {
+    case $1 in
+        asock-udp) echo "$BIN/asock echo-server --udp --threads 1" ;;
+        tokio-udp) echo "$BIN/tokio-udp-echo" ;;
+        *) echo "unknown UDP server $1" >&2; return 1 ;;
+    esac
+}
+
+# udp_total NAME N: instructions (Ir) the UDP server ran for N echoed datagrams, all threads.
+udp_total() {
+    local name=$1 n=$2 out=$OUTDIR/callgrind.$1.$2 log pid addr= i
+    log=$(mktemp)
+    # shellcheck disable=SC2046
+    valgrind --tool=callgrind --callgrind-out-file="$out.%p" -q $(udp_server_cmd "$name") 127.0.0.1:0 >"$log" 2>&1 &
+    pid=$!
+    for i in $(seq 200); do
+        addr=$(grep -m1 '^Started' "$log" | awk '{print $NF}' || true)
+        [[ -n $addr ]] && break
+        sleep 0.05
+    done
+    [[ -n $addr ]] || { echo "error: UDP server $name did not start: $(cat "$log")" >&2; kill "$pid"; exit 1; }
+    "$BIN/asock" bench "$addr" --udp --connections "$UDP_CONNECTIONS" --size "$UDP_SIZE" \
+        --messages "$n" >/dev/null
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -f "$log"
+    cat "$out".* | awk '/^summary:/ {s += $2} END {print s}'
+}
+
+if [[ -n $UDP_SERVERS ]]; then
+    echo "user-space instructions per echoed datagram ($UDP_CONNECTIONS UDP sockets ping-pong, $UDP_SIZE B)"
+    for name in $UDP_SERVERS; do
+        a=$(udp_total "$name" "$UDP_MESSAGES")
+        b=$(udp_total "$name" "$((2 * UDP_MESSAGES))")
+        awk -v n="$name" -v a="$a" -v b="$b" -v m="$UDP_MESSAGES" \
+            'BEGIN { printf "  %-24s %8.0f instructions per datagram\n", n, (b - a) / m }'
+    done
+fi

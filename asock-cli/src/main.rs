@@ -80,7 +80,8 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         asock bench 127.0.0.1:2323 --lines                 # against `asock echo-server`\n  \
         asock bench 127.0.0.1:7007 -c 256 -s 4096 -d 10    # raw echo (echo-server --raw)\n  \
-        asock bench 127.0.0.1:7007 --mode stream -c 16 -s 65536")]
+        asock bench 127.0.0.1:7007 --mode stream -c 16 -s 65536\n  \
+        asock bench 127.0.0.1:2323 --udp --mode stream -c 8  # UDP: 1,200 B datagrams, GSO/GRO")]
     Bench(bench::BenchArgs),
     /// Write a test CA, a server certificate chain and key (PEM) to try TLS with.
     #[command(after_help = "Examples:\n  \

@@ -231,3 +231,135 @@ fn tls_bench_reports_the_load_generators_cpu_next_to_the_servers() {
     assert!(stdout.contains("server_cpu_us_per_msg="), "{stdout}");
     assert!(stdout.contains("load CPU"), "{stdout}");
 }
+
+/// A UDP echo server on a thread: for the `i`-th datagram received (from 0), `reply` says which
+/// datagrams to send back now (none: dropped; several: the ones it held, in its order).
+fn udp_peer(mut reply: impl FnMut(u64, Vec<u8>) -> Vec<Vec<u8>> + Send + 'static) -> String {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap().to_string();
+    // Ends with the test process; bounded by the 10 s read timeout once the bench is gone.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65_536];
+        let mut i = 0;
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            for d in reply(i, buf[..n].to_vec()) {
+                let _ = s.send_to(&d, from);
+            }
+            i += 1;
+        }
+    });
+    addr
+}
+
+/// The value of `"key":` in a JSON line.
+fn json_u64(out: &str, key: &str) -> u64 {
+    let at = out
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {out}"));
+    out[at + key.len() + 3..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn udp_stream_against_the_echo_server_accounts_for_every_datagram() {
+    let server = Server::start(&["--udp"]);
+    let out = bench(&[
+        &server.addr,
+        "--udp",
+        "--mode",
+        "stream",
+        "-c",
+        "2",
+        "--messages",
+        "20000",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"size\":1200,"),
+        "1,200 B by default: {stdout}"
+    );
+    assert_eq!(json_u64(&stdout, "udp_sent"), 20_000, "{stdout}");
+    assert_eq!(json_u64(&stdout, "errors"), 0, "{stdout}");
+    // Every datagram sent was either echoed (and verified) or counted lost.
+    assert_eq!(
+        json_u64(&stdout, "msgs") + json_u64(&stdout, "udp_lost"),
+        20_000,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn udp_stream_reports_loss_and_reordering_without_failing() {
+    // Drops every 50th datagram and holds every 7th back behind the next one.
+    let mut held: Option<Vec<u8>> = None;
+    let addr = udp_peer(move |i, d| {
+        if i % 50 == 49 {
+            return vec![];
+        }
+        if let Some(h) = held.take() {
+            return vec![d, h];
+        }
+        if i % 7 == 3 {
+            held = Some(d);
+            return vec![];
+        }
+        vec![d]
+    });
+    let out = bench(&[
+        &addr,
+        "--udp",
+        "--mode",
+        "stream",
+        "--window",
+        "64",
+        "--messages",
+        "1000",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_u64(&stdout, "udp_lost"), 20, "{stdout}");
+    assert_eq!(json_u64(&stdout, "msgs"), 980, "{stdout}");
+    assert!(json_u64(&stdout, "udp_reordered") > 0, "{stdout}");
+    assert_eq!(json_u64(&stdout, "errors"), 0, "{stdout}");
+}
+
+#[test]
+fn udp_stream_catches_a_corrupted_echo_and_refuses_tiny_datagrams() {
+    let addr = udp_peer(|i, mut d| {
+        if i == 10 {
+            let last = d.len() - 1;
+            d[last] ^= 1;
+        }
+        vec![d]
+    });
+    let out = bench(&[&addr, "--udp", "--mode", "stream", "-d", "0.5", "-w", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        stderr.contains("mismatch in the payload of datagram 10"),
+        "{stderr}"
+    );
+
+    let out = bench(&[&addr, "--udp", "--mode", "stream", "-s", "4", "-d", "0.2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at least 8"), "{stderr}");
+}

@@ -191,6 +191,6 @@ pub use sockets::{
     TcpSocketBuilder,
 };
 pub use sockets::{
-    BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramSender, Incoming,
-    PeerCredentials, UdpSocketBuilder,
+    BatchIter, BatchPackets, BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramBatch,
+    DatagramSender, Incoming, PeerCredentials, UdpSocketBuilder,
 };

@@ -1,6 +1,7 @@
 //! The examples against real servers on 127.0.0.1: the Redis client against `redis-server`,
 //! the HTTPS client against `nginx` with a test certificate, the chat server with several `nc`
-//! clients, and the multicast presence announcer against itself on loopback.
+//! clients, the multicast presence announcer against itself on loopback, and the UDP offload
+//! bulk echo with GSO/GRO on and off.
 //!
 //! Each test includes its example's source as a module, so what runs here is the example's own
 //! code. The server binaries are installed by `.ci/run`; a test fails (never skips) without
@@ -21,6 +22,10 @@ mod chat_server;
 #[allow(dead_code)]
 #[path = "../examples/multicast_presence.rs"]
 mod multicast_presence;
+
+#[allow(dead_code)]
+#[path = "../examples/udp_gso.rs"]
+mod udp_gso;
 
 use asock_test_support as common;
 use std::io::{BufRead, BufReader, Write};
@@ -405,4 +410,25 @@ fn multicast_presence_announcers_see_each_other() {
     assert!(c.contains(&Event::Left("bob".into())), "carol saw {c:?}");
     // Nobody saw itself.
     assert!(!joined(&a, "alice") && !joined(&b, "bob") && !joined(&c, "carol"));
+}
+
+#[test]
+fn udp_gso_bulk_echo_with_offload_on_and_off() {
+    let sel = common::selector();
+    let (on, off) = sel.run_blocking(common::within(20, async {
+        (
+            udp_gso::run(&sel, 50, 1200, true).await.unwrap(),
+            udp_gso::run(&sel, 20, 1200, false).await.unwrap(),
+        )
+    }));
+    let per = udp_gso::per_round(1200);
+    assert_eq!(per, 54);
+    assert_eq!((on.datagrams, on.bytes), (50 * per, 50 * per * 1200));
+    assert!(on.gso, "the CI and development machines run Linux 5+");
+    // On loopback a GSO send reaches a GRO socket as one buffer, and goes back as one.
+    assert_eq!(on.buffers, 50, "{on:?}");
+    assert_eq!(
+        (off.datagrams, off.buffers, off.gso),
+        (20 * per, 20 * per, false)
+    );
 }

@@ -131,7 +131,8 @@ fn close_joins_every_loop_thread() {
     let _stuck = sel.launch(std::future::pending::<()>());
     sel.close();
     assert!(sel.is_closed());
-    assert_eq!(threads_named("lk-close"), 0, "threads leaked");
+    // Joined: a joined thread may stay listed in /proc for a moment after it exited.
+    expect_threads("lk-close", 0);
     // Launching on a closed manager gives a cancelled task, not a hang.
     assert!(matches!(
         sel.run_blocking(sel.launch(async { 1 })),
@@ -150,7 +151,8 @@ fn drop_of_last_handle_stops_loops() {
         expect_threads("lk-drop", 2);
         sel.run_blocking(sel.launch(async {})).unwrap();
     }
-    assert_eq!(threads_named("lk-drop"), 0, "threads leaked");
+    // Joined: a joined thread may stay listed in /proc for a moment after it exited.
+    expect_threads("lk-drop", 0);
 }
 
 #[test]

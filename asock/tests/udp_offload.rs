@@ -3,7 +3,7 @@
 
 use asock_test_support::{selector_with, within};
 
-use asock::{a_socket, Error, SocketAddress};
+use asock::{a_socket, Error, SelectorManager, SocketAddress};
 use bytes::Bytes;
 
 /// 40 segments of 1,200 bytes, the last 500: each segment's bytes name its index.
@@ -15,6 +15,26 @@ fn batch() -> (Bytes, Vec<usize>) {
         buf.extend(std::iter::repeat_n(i as u8, *n));
     }
     (buf.into(), sizes)
+}
+
+/// A server (1 MiB receive buffer) and a client (GSO as asked) on 127.0.0.1.
+async fn pair(
+    sel: &SelectorManager,
+    gso: bool,
+) -> (asock::BoundDatagramSocket, asock::BoundDatagramSocket) {
+    let server = a_socket(sel)
+        .udp()
+        .receive_buffer_size(1 << 20)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = a_socket(sel)
+        .udp()
+        .gso(gso)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    (server, client)
 }
 
 fn check(got: &[asock::Datagram], sizes: &[usize], from: &SocketAddress) {
@@ -84,13 +104,7 @@ fn send_batch_past_the_segment_limit_sends_several_gso_messages() {
     // 150 segments of 100 bytes: three GSO sends (64 + 64 + 22).
     let sel = selector_with(1);
     sel.run_blocking(within(10, async {
-        let server = a_socket(&sel)
-            .udp()
-            .receive_buffer_size(1 << 20)
-            .bind("127.0.0.1:0")
-            .await
-            .unwrap();
-        let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let (server, client) = pair(&sel, true).await;
         let buf: Vec<u8> = (0..150u32).flat_map(|i| [i as u8; 100]).collect();
         let n = client
             .send_batch(server.local_address().clone(), 100, buf.into())
@@ -210,4 +224,201 @@ fn outgoing_sends_runs_of_equal_datagrams_whole_and_in_order() {
         assert_eq!(&a.receive().await.unwrap().packet[..], &[201u8; 3000][..]);
         assert_eq!(&b.receive().await.unwrap().packet[..], &[200u8; 10][..]);
     }));
+}
+
+/// Sends the 40-segment batch to a fresh receiver (GRO as asked) and collects what
+/// `receive_batch` hands out until all 40 datagrams are in: the batches and the datagrams.
+fn receive_batches(host: &str, gro: bool) -> (Vec<asock::DatagramBatch>, SocketAddress) {
+    let sel = selector_with(1);
+    sel.run_blocking(within(10, async {
+        let server = a_socket(&sel).udp().gro(gro).bind(host).await.unwrap();
+        let client = a_socket(&sel).udp().bind(host).await.unwrap();
+        let (buf, sizes) = batch();
+        client
+            .send_batch(server.local_address().clone(), 1200, buf)
+            .await
+            .unwrap();
+        let mut batches = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < sizes.len() {
+            let b = server.receive_batch().await.unwrap();
+            assert_eq!(b.packets().len(), b.len());
+            got.extend(b.clone());
+            batches.push(b);
+        }
+        check(&got, &sizes, client.local_address());
+        (batches, client.local_address().clone())
+    }))
+}
+
+#[test]
+fn receive_batch_hands_out_a_coalesced_buffer_whole_ipv4_and_ipv6() {
+    for host in ["127.0.0.1:0", "[::1]:0"] {
+        let (batches, from) = receive_batches(host, true);
+        // On loopback a GSO send reaches a GRO socket as the one buffer it left as.
+        assert_eq!(batches.len(), 1, "{host}: one buffer of 40 datagrams");
+        let b = &batches[0];
+        assert_eq!(
+            (b.len(), b.segment_size(), b.buffer().len()),
+            (40, 1200, 39 * 1200 + 500)
+        );
+        assert_eq!(b.address(), &from);
+    }
+}
+
+#[test]
+fn receive_batch_without_gro_is_one_datagram_per_batch() {
+    for host in ["127.0.0.1:0", "[::1]:0"] {
+        let (batches, _) = receive_batches(host, false);
+        assert_eq!(batches.len(), 40, "{host}");
+        for b in &batches {
+            assert_eq!((b.len(), b.segment_size()), (1, b.buffer().len()));
+        }
+    }
+}
+
+#[test]
+fn receive_and_receive_batch_share_one_buffer_in_order() {
+    // `receive` takes the first two datagrams of a coalesced buffer, `receive_batch` the rest
+    // whole; then an empty datagram is a batch of one empty packet.
+    let sel = selector_with(1);
+    sel.run_blocking(within(10, async {
+        let (server, client) = pair(&sel, true).await;
+        let (buf, sizes) = batch();
+        let to = server.local_address().clone();
+        client.send_batch(to.clone(), 1200, buf).await.unwrap();
+        let mut got = vec![
+            server.receive().await.unwrap(),
+            server.receive().await.unwrap(),
+        ];
+        let rest = server.receive_batch().await.unwrap();
+        assert_eq!(rest.len(), 38, "the rest of the one buffer");
+        got.extend(rest);
+        check(&got, &sizes, client.local_address());
+
+        client
+            .send(asock::Datagram::new(Bytes::new(), to))
+            .await
+            .unwrap();
+        let empty = server.receive_batch().await.unwrap();
+        assert_eq!((empty.len(), empty.segment_size()), (1, 0));
+        assert_eq!(empty.packets().collect::<Vec<_>>(), [Bytes::new()]);
+    }));
+}
+
+#[test]
+fn large_receives_reuse_buffers_only_once_every_slice_is_dropped() {
+    // Coalesced buffers are handed out in the receive buffers the kernel wrote, which the socket
+    // takes back once dropped: a batch still held must never be overwritten by a later
+    // receive, and one dropped is reused with the new bytes.
+    let sel = selector_with(1);
+    sel.run_blocking(within(10, async {
+        let (server, client) = pair(&sel, true).await;
+        let to = server.local_address().clone();
+        let mut held = Vec::new();
+        for round in 0..6u8 {
+            let buf = Bytes::from(vec![round; 1200 * 40]);
+            client.send_batch(to.clone(), 1200, buf).await.unwrap();
+            let mut got = 0;
+            while got < 40 {
+                let b = server.receive_batch().await.unwrap();
+                assert!(b.buffer().iter().all(|&x| x == round), "round {round}");
+                got += b.len();
+                // Keep every other round's batches alive, drop the rest.
+                if round % 2 == 0 {
+                    held.push((round, b));
+                }
+            }
+        }
+        for (round, b) in &held {
+            assert!(
+                b.buffer().iter().all(|x| x == round),
+                "held round {round} intact"
+            );
+        }
+    }));
+}
+
+#[test]
+fn outgoing_sends_runs_to_many_peers_together_and_intact() {
+    // Runs of equal datagrams to four peers, interleaved with single ones, queued in one go:
+    // they leave as GSO runs and plain datagrams in shared `sendmmsg` calls; each peer gets its
+    // own, intact and in order.
+    let sel = selector_with(1);
+    sel.run_blocking(within(10, async {
+        let mut peers = Vec::new();
+        for _ in 0..4 {
+            peers.push(
+                a_socket(&sel)
+                    .udp()
+                    .receive_buffer_size(1 << 20)
+                    .bind("127.0.0.1:0")
+                    .await
+                    .unwrap(),
+            );
+        }
+        let client = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
+        let out = client.outgoing();
+        for round in 0..3u8 {
+            for (p, peer) in peers.iter().enumerate() {
+                let to = peer.local_address().clone();
+                for i in 0..10u8 {
+                    let d = asock::Datagram::new(vec![round * 40 + i; 300 + p], to.clone());
+                    out.send(d).await.unwrap();
+                }
+                out.send(asock::Datagram::new(vec![255u8; 7], to))
+                    .await
+                    .unwrap();
+            }
+        }
+        out.flush().await.unwrap();
+        for (p, peer) in peers.iter().enumerate() {
+            for round in 0..3u8 {
+                for i in 0..10u8 {
+                    let d = peer.receive().await.unwrap();
+                    assert_eq!(
+                        &d.packet[..],
+                        &vec![round * 40 + i; 300 + p][..],
+                        "peer {p}"
+                    );
+                }
+                assert_eq!(&peer.receive().await.unwrap().packet[..], &[255u8; 7][..]);
+            }
+        }
+    }));
+}
+
+#[test]
+fn outgoing_send_batch_queues_runs_whole_with_and_without_gso() {
+    // A queued batch (40 segments, the last shorter) between single datagrams: everything
+    // arrives intact and in order, with GSO (the run leaves whole) and without (as datagrams).
+    for gso in [true, false] {
+        let sel = selector_with(1);
+        sel.run_blocking(within(10, async {
+            let (server, client) = pair(&sel, gso).await;
+            let to = server.local_address().clone();
+            let out = client.outgoing();
+            let (buf, sizes) = batch();
+            out.send(asock::Datagram::new(vec![250u8; 9], to.clone()))
+                .await
+                .unwrap();
+            out.send_batch(to.clone(), 1200, buf).await.unwrap();
+            out.send(asock::Datagram::new(vec![251u8; 9], to.clone()))
+                .await
+                .unwrap();
+            out.flush().await.unwrap();
+            assert_eq!(out.queued(), 0);
+            assert_eq!(&server.receive().await.unwrap().packet[..], &[250u8; 9][..]);
+            let mut got = Vec::new();
+            while got.len() < sizes.len() {
+                got.push(server.receive().await.unwrap());
+            }
+            check(&got, &sizes, client.local_address());
+            assert_eq!(&server.receive().await.unwrap().packet[..], &[251u8; 9][..]);
+            assert!(matches!(
+                out.send_batch(to, 0, Bytes::from_static(b"x")).await,
+                Err(Error::DatagramTooLarge { .. })
+            ));
+        }));
+    }
 }

@@ -10,9 +10,10 @@ pub struct BenchArgs {
     /// Concurrent connections.
     #[arg(short, long, value_name = "N", default_value_t = 1)]
     pub connections: usize,
-    /// Bytes per message (with `--lines`, including the `\r\n`).
-    #[arg(short, long, value_name = "BYTES", default_value_t = 64)]
-    pub size: usize,
+    /// Bytes per message (with `--lines`, including the `\r\n`) [default: 64; 1200 with
+    /// `--udp --mode stream`, a QUIC-sized datagram].
+    #[arg(short, long, value_name = "BYTES")]
+    pub size: Option<usize>,
     /// Length of the measured run, in seconds.
     #[arg(short, long, value_name = "SECS", default_value_t = 10.0)]
     pub duration: f64,
@@ -44,9 +45,15 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Load a UDP echo server: each connection is a connected UDP socket and each message one
-    /// datagram (ping-pong only; a reply missing for a second counts as an error).
+    /// datagram. Ping-pong: a reply missing for a second counts as an error. Stream: datagrams
+    /// back to back (up to `--window` in flight per connection, sent with UDP GSO where the
+    /// kernel has it), every echo verified; datagrams lost or reordered are counted and
+    /// reported, not errors (UDP promises neither).
     #[arg(long)]
     pub udp: bool,
+    /// With `--udp --mode stream`: datagrams in flight per connection.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub window: usize,
     /// Speak TLS.
     #[arg(long, conflicts_with = "udp")]
     pub tls: bool,
@@ -56,6 +63,18 @@ pub struct BenchArgs {
     /// Do not verify the server certificate (testing only).
     #[arg(long, requires = "tls")]
     pub insecure: bool,
+}
+
+impl BenchArgs {
+    /// Bytes per message: `--size`, else 64, or 1,200 with `--udp --mode stream`.
+    pub fn size(&self) -> usize {
+        self.size
+            .unwrap_or(if self.udp && self.mode == BenchMode::Stream {
+                1200
+            } else {
+                64
+            })
+    }
 }
 
 /// How `bench` loads the server.

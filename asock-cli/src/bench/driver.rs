@@ -1,4 +1,5 @@
-//! The connection drivers: ping-pong, stream and idle over TCP (or TLS), ping-pong over UDP.
+//! The connection drivers: ping-pong, stream and idle over TCP (or TLS); the UDP ones are in
+//! `udp.rs`.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -60,6 +61,8 @@ pub struct Conn {
     /// Speak TLS with this configuration.
     pub tls: Option<TlsConfig>,
     pub udp: bool,
+    /// UDP stream: datagrams in flight at most.
+    pub window: usize,
 }
 
 impl Conn {
@@ -99,55 +102,12 @@ pub async fn open(
     })
 }
 
-/// Ping-pong over a connected UDP socket: one datagram out, the same datagram back.
-pub async fn udp_connection(c: Conn) -> Result<(), String> {
-    let socket = a_socket(&c.selector)
-        .udp()
-        .connect(c.addr, None)
-        .await
-        .map_err(|e| format!("connect {}: {e}", c.addr))?;
-    c.shared.connected.fetch_add(1, Ordering::Relaxed);
-    let mut k = 0u64;
-    let mut lost = 0u64;
-    while !c.done(k) {
-        let msg = c.pattern.message(c.id, k);
-        let start = Instant::now();
-        socket
-            .send_packet(msg)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        loop {
-            match asock::time::timeout(Duration::from_secs(1), socket.receive()).await {
-                Ok(Ok(d)) if d.packet[..] == *msg => {
-                    record(start, msg.len(), &c.shared.phase);
-                    break;
-                }
-                // A late reply to a datagram given up on: skip it.
-                Ok(Ok(d)) if lost > 0 && d.packet.len() == msg.len() => {}
-                Ok(Ok(d)) => {
-                    return Err(format!(
-                        "echo mismatch: a {}-byte datagram for a {}-byte message",
-                        d.packet.len(),
-                        msg.len()
-                    ))
-                }
-                Ok(Err(e)) => return Err(format!("receive: {e}")),
-                Err(_) => {
-                    lost += 1;
-                    c.shared
-                        .fail(format!("no reply to a datagram within 1 s ({lost} so far)"));
-                    break;
-                }
-            }
-        }
-        k += 1;
-    }
-    Ok(())
-}
-
 pub async fn connection(c: Conn) -> Result<(), String> {
     if c.udp {
-        return udp_connection(c).await;
+        return match c.mode {
+            BenchMode::Stream => super::udp::stream(c).await,
+            _ => super::udp::pingpong(c).await,
+        };
     }
     let (mut input, mut output) = open(&c, c.mode != BenchMode::Stream).await?;
     if c.mode != BenchMode::Idle {

@@ -19,6 +19,7 @@ mod pattern;
 mod progress;
 mod report;
 mod stats;
+mod udp;
 
 use std::io::Write;
 use std::net::ToSocketAddrs;
@@ -57,8 +58,21 @@ fn interrupted() -> bool {
 
 /// Runs `asock bench`.
 pub fn run(args: BenchArgs) -> CliResult {
-    if args.udp && args.mode != BenchMode::Pingpong {
-        return Err(CliError("bench --udp supports --mode pingpong only".into()));
+    if args.udp && args.mode == BenchMode::Idle {
+        return Err(CliError(
+            "bench --udp supports --mode pingpong and stream".into(),
+        ));
+    }
+    if args.udp && args.mode == BenchMode::Stream {
+        if args.size() < udp::SEQ_LEN {
+            return Err(CliError(format!(
+                "--udp --mode stream needs --size of at least {} (each datagram starts with its sequence number)",
+                udp::SEQ_LEN
+            )));
+        }
+        if args.window == 0 {
+            return Err(CliError("--window must be at least 1".into()));
+        }
     }
     let tls = if args.tls {
         Some(client_config(&ClientOptions {
@@ -75,7 +89,7 @@ pub fn run(args: BenchArgs) -> CliResult {
     if args.threads == 0 {
         return Err(CliError("--threads must be at least 1".into()));
     }
-    if args.size < if args.lines { 2 } else { 1 } {
+    if args.size() < if args.lines { 2 } else { 1 } {
         return Err(CliError(
             "--size must be at least 1 (2 with --lines, for the \\r\\n)".into(),
         ));
@@ -117,8 +131,9 @@ pub fn run(args: BenchArgs) -> CliResult {
         first_error: Mutex::new(None),
         stop_waiters: Mutex::new(Vec::new()),
         stopped: AtomicBool::new(false),
+        udp: Default::default(),
     });
-    let pattern = Arc::new(Pattern::new(args.size, args.lines));
+    let pattern = Arc::new(Pattern::new(args.size(), args.lines));
     let server_pid = args.server_pid.map(|p| p.to_string());
     let cpu_now = || {
         (
@@ -160,6 +175,7 @@ pub fn run(args: BenchArgs) -> CliResult {
             quota,
             tls: tls.clone(),
             udp: args.udp,
+            window: args.window,
         };
         let sh = shared.clone();
         handles.push(selector.launch(async move {
@@ -266,6 +282,7 @@ pub fn run(args: BenchArgs) -> CliResult {
             let ours = diff(start_cpu.0, end_cpu.0)? + diff(start_cpu.1, end_cpu.1)?;
             Some(busy.saturating_sub(ours))
         })(),
+        udp: (args.udp && args.mode == BenchMode::Stream).then(|| shared.udp.totals()),
     };
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -20,6 +20,8 @@ pub struct Report {
     pub client_cpu: Option<Duration>,
     /// CPU the rest of the machine used meanwhile (noise), when the server's is known.
     pub other_cpu: Option<Duration>,
+    /// `--udp --mode stream`: datagrams sent, echoed, lost and out of order (whole run).
+    pub udp: Option<(u64, u64, u64, u64)>,
 }
 
 /// The `--json` object.
@@ -46,6 +48,12 @@ struct Json<'a> {
     server_cpu_pct: Option<f64>,
     server_cpu_us_per_msg: Option<f64>,
     other_cpu_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    udp_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    udp_lost: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    udp_reordered: Option<u64>,
 }
 
 /// `v` rounded to `places` decimals (the JSON carries no false precision).
@@ -108,6 +116,9 @@ impl Report {
         if let Some(o) = self.cpu_pct(self.other_cpu) {
             s += &format!(" other_cpu_pct={o:.1}");
         }
+        if let Some((sent, _, lost, reordered)) = self.udp {
+            s += &format!(" sent={sent} lost={lost} reordered={reordered}");
+        }
         s
     }
 
@@ -119,7 +130,7 @@ impl Report {
             mode: mode_name(args.mode),
             lines: args.lines,
             connections: self.connections,
-            size: args.size,
+            size: args.size(),
             secs: round(self.secs, 3),
             msgs: self.msgs,
             bytes: self.bytes,
@@ -136,6 +147,9 @@ impl Report {
             server_cpu_pct: r3(self.cpu_pct(self.server_cpu)),
             server_cpu_us_per_msg: r3(self.us_per_msg(self.server_cpu)),
             other_cpu_pct: r3(self.cpu_pct(self.other_cpu)),
+            udp_sent: self.udp.map(|u| u.0),
+            udp_lost: self.udp.map(|u| u.2),
+            udp_reordered: self.udp.map(|u| u.3),
         };
         serde_json::to_string(&j).expect("a report of numbers and strings serializes")
     }
@@ -149,7 +163,7 @@ impl Report {
             if args.lines { " (lines)" } else { "" },
             self.connections,
             if self.connections == 1 { "" } else { "s" },
-            args.size,
+            args.size(),
             self.secs,
         );
         s += &format!(
@@ -182,6 +196,12 @@ impl Report {
         }
         if let Some(o) = self.cpu_pct(self.other_cpu) {
             s += &format!("  other CPU   {o:.1}% of one core (the rest of the machine: noise)\n");
+        }
+        if let Some((sent, echoed, lost, reordered)) = self.udp {
+            s += &format!(
+                "  datagrams   {sent} sent, {echoed} echoed, {lost} lost ({:.3}%), {reordered} out of order (whole run, warm-up included)\n",
+                lost as f64 * 100.0 / sent.max(1) as f64
+            );
         }
         s += &format!("  errors      {}\n", self.errors);
         s

@@ -53,6 +53,33 @@ pub struct Shared {
     pub first_error: Mutex<Option<String>>,
     pub stop_waiters: Mutex<Vec<Waker>>,
     pub stopped: AtomicBool,
+    /// `--udp --mode stream`: what the connections sent, lost and saw out of order.
+    pub udp: UdpCounts,
+}
+
+/// Datagram counts of `--udp --mode stream`, over the whole run (warm-up and drain included).
+#[derive(Default)]
+pub struct UdpCounts {
+    /// Datagrams sent.
+    pub sent: AtomicU64,
+    /// Datagrams echoed, verified.
+    pub echoed: AtomicU64,
+    /// Echoes that came after one of a later datagram.
+    pub reordered: AtomicU64,
+}
+
+impl UdpCounts {
+    /// Sent, echoed, lost (sent and never echoed) and reordered.
+    pub fn totals(&self) -> (u64, u64, u64, u64) {
+        let sent = self.sent.load(Ordering::Relaxed);
+        let echoed = self.echoed.load(Ordering::Relaxed);
+        (
+            sent,
+            echoed,
+            sent.saturating_sub(echoed),
+            self.reordered.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl Shared {

@@ -1,11 +1,11 @@
 //! `echo-server --udp [ADDR]` and `echo-server --udp --unix PATH`: every datagram goes back to
 //! its sender (replies are queued on the socket's outgoing sender, so a busy server sends many
-//! per system call). The first SIGINT/SIGTERM closes the socket (a Unix socket file is
+//! per system call, and a GRO buffer from one sender goes back whole as one GSO send). The first SIGINT/SIGTERM closes the socket (a Unix socket file is
 //! removed) and the server exits 0.
 
 use std::sync::Arc;
 
-use asock::{a_socket, Error};
+use asock::{a_socket, Datagram, Error};
 
 use super::{selector, EchoArgs};
 use crate::common::{announce, bind_error, CliResult, Place};
@@ -20,6 +20,8 @@ pub fn run(args: EchoArgs) -> CliResult {
     selector.run_blocking(async {
         let socket = a_socket(&selector)
             .udp()
+            // Room for bursts of coalesced (GRO) datagrams; the kernel caps it at rmem_max.
+            .receive_buffer_size(4 << 20)
             .replace_stale(place.is_unix())
             .bind(&place)
             .await
@@ -46,14 +48,28 @@ pub fn run(args: EchoArgs) -> CliResult {
     })
 }
 
-/// Sends every datagram `socket` receives back to its sender, until the socket is closed.
+/// Sends every datagram `socket` receives back to its sender, until the socket is closed. A
+/// kernel buffer of several datagrams from one sender (coalesced by GRO) goes back whole, as
+/// one GSO send; replies leave through the outgoing queue, many per system call.
 async fn echo(socket: Arc<asock::BoundDatagramSocket>) {
     let out = socket.outgoing();
     loop {
-        match socket.receive().await {
-            Ok(d) => {
-                log!("{}: {} bytes", d.address, d.packet.len());
-                match out.send(d).await {
+        match socket.receive_batch().await {
+            Ok(batch) => {
+                log!(
+                    "{}: {} datagram(s), {} bytes",
+                    batch.address(),
+                    batch.len(),
+                    batch.buffer().len()
+                );
+                let r = if batch.len() > 1 {
+                    let (buffer, segment, from) = batch.into_parts();
+                    out.send_batch(from, segment, buffer).await
+                } else {
+                    let (buffer, _, from) = batch.into_parts();
+                    out.send(Datagram::new(buffer, from)).await
+                };
+                match r {
                     Ok(()) => {}
                     Err(Error::Closed(_)) => return,
                     // A reply the kernel refused (e.g. a sender that vanished) is skipped.

@@ -2,36 +2,49 @@
 //!
 //! A channel takes a buffer when bytes flow and gives it back when it would otherwise wait with
 //! an empty one. The pool keeps that from costing an allocation (and a zeroing) per message.
+//! Two sizes are pooled: the [`CHUNK`] every channel starts with, and the [`BULK`] size a
+//! bulk stream's reads grow to, so a stream that waits between bursts gets its full-size
+//! buffer back without zeroing 56 KiB again.
 
 use std::cell::RefCell;
 
-/// Size of a pooled buffer; larger ones (grown for long lines) are freed, not pooled.
+/// Size of a channel's first buffer.
 pub(crate) const CHUNK: usize = 8 * 1024;
-/// Buffers kept per thread at most.
+/// Size of a bulk stream's buffer (its largest read). Other sizes (lines longer than this)
+/// are freed, not pooled.
+pub(crate) const BULK: usize = 64 * 1024;
+/// [`CHUNK`] buffers kept per thread at most (2 MiB).
 const POOL_MAX: usize = 256;
+/// [`BULK`] buffers kept per thread at most (2 MiB).
+const BULK_POOL_MAX: usize = 32;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static BULK_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A zero-filled buffer of [`CHUNK`] bytes, from the pool when it has one.
+/// A buffer of `size` bytes ([`CHUNK`] or [`BULK`]), from the pool when it has one. A new one
+/// is zero-filled; a pooled one holds old bytes, which are only ever read where they were
+/// written.
 #[inline]
-pub(crate) fn take() -> Vec<u8> {
-    POOL.with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0; CHUNK])
+pub(crate) fn take(size: usize) -> Vec<u8> {
+    let pool = if size == BULK { &BULK_POOL } else { &POOL };
+    pool.with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; size])
 }
 
-/// Returns a buffer to the pool (or frees it). Its contents are left as they are: buffers are
-/// only ever read where they were written.
+/// Returns a buffer to its pool (or frees it). Its contents are left as they are.
 #[inline]
 pub(crate) fn give(buf: Vec<u8>) {
-    if buf.len() != CHUNK {
-        return;
-    }
+    let (pool, max) = match buf.len() {
+        CHUNK => (&POOL, POOL_MAX),
+        BULK => (&BULK_POOL, BULK_POOL_MAX),
+        _ => return,
+    };
     // `try_with`: a thread being torn down just frees the buffer.
-    let _ = POOL.try_with(|p| {
+    let _ = pool.try_with(|p| {
         let mut p = p.borrow_mut();
-        if p.len() < POOL_MAX {
+        if p.len() < max {
             p.push(buf);
         }
     });

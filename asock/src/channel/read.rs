@@ -8,13 +8,13 @@ use std::task::{ready, Context, Poll};
 use memchr::{memchr, memmem};
 
 use super::budget::{Budget, Holder};
-use super::buffer::{self, CHUNK};
+use super::buffer::{self, BULK, CHUNK};
 use super::Source;
 use crate::error::{Error, Result};
 use crate::time::WaitTimer;
 
 /// The largest single read a channel grows to for a bulk stream.
-const MAX_READ_SIZE: usize = 64 * 1024;
+const MAX_READ_SIZE: usize = BULK;
 /// A buffer grown for a long line is zeroed and read into this much at a time: what one turn
 /// of the loop costs a connection sending a long line fast (issue 18: 1,000 peers sending
 /// 4 MiB lines to one loop; a probe's round trip waits for one turn of each of them).
@@ -506,10 +506,12 @@ impl ByteReadChannel {
     /// Returns `false` when the memory budget refuses the room (the channel is shed).
     fn make_room(&mut self, cap: usize) -> bool {
         if self.buf.is_empty() {
-            if !self.count(CHUNK) {
+            // A bulk stream gets its full-size buffer back (pooled, so not zeroed again).
+            let size = if self.read_size >= BULK { BULK } else { CHUNK };
+            if !self.count(size) {
                 return false;
             }
-            self.buf = buffer::take();
+            self.buf = buffer::take(size);
         }
         if self.start == self.end {
             self.start = 0;

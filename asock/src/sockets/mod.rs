@@ -12,8 +12,8 @@ mod unix;
 use socket2::SockAddr;
 
 pub use datagram::{
-    BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramSender, Incoming,
-    UdpSocketBuilder,
+    BatchIter, BatchPackets, BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramBatch,
+    DatagramSender, Incoming, UdpSocketBuilder,
 };
 pub use listener::{AcceptBackoff, ServerSocket};
 pub use options::SocketOptions;

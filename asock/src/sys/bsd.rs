@@ -12,7 +12,7 @@ pub(crate) use super::fallback::{
     autobind_unix, gso_supported, pipe, recv, send, sendfile, set_gro, splice, HAS_BATCH,
     HAS_SPLICE,
 };
-pub(super) use super::fallback::{dup_onto, recv_batch, send_batch, send_segments};
+pub(super) use super::fallback::{dup_onto, recv_batch, send_batch, send_segmented, send_segments};
 
 /// Flags for every send: none on Apple systems (the socket has `SO_NOSIGPIPE` instead).
 #[cfg(target_vendor = "apple")]

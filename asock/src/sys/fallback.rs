@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
+use bytes::BytesMut;
 use socket2::{SockAddr, Socket as RawSocket};
 
 use super::{recv_one, send_one, Outgoing, Pipe, Received};
@@ -28,12 +29,11 @@ pub(crate) fn prepare_socket(_sock: &RawSocket) -> io::Result<()> {
 /// Receives the first datagram only (no batched call).
 pub(super) fn recv_batch(
     sock: &RawSocket,
-    buf: &mut [u8],
+    bufs: &mut [BytesMut],
     slot: usize,
-    _n: usize,
     out: &mut Vec<Received>,
 ) -> io::Result<usize> {
-    recv_one(sock, &mut buf[..slot], out)
+    recv_one(sock, &mut bufs[0], slot, out)
 }
 
 /// Sends the first datagram only (no batched call); the caller sends the rest next.
@@ -57,6 +57,17 @@ pub(super) fn send_segments(
     _buf: &[u8],
     _segment: usize,
     _addr: Option<&SockAddr>,
+) -> io::Result<usize> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "UDP segmentation offload is Linux-only",
+    ))
+}
+
+/// No UDP segmentation offload: `Unsupported`.
+pub(super) fn send_segmented(
+    _sock: &RawSocket,
+    _msgs: &[super::SegmentedMessage<'_>],
 ) -> io::Result<usize> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
@@ -163,16 +174,16 @@ mod tests {
             .map(|p| Outgoing {
                 data: bytes::Bytes::from_static(p),
                 addr: Some(to.clone()),
+                segment: None,
             })
             .collect();
         assert_eq!(send_batch(&a, &msgs).unwrap(), 1, "one sent per call");
         assert_eq!(send_batch(&a, &msgs[1..]).unwrap(), 1);
-        let mut buf = vec![0u8; 2 * 16];
+        let mut bufs = [BytesMut::new(), BytesMut::new()];
         let mut out = Vec::new();
-        assert_eq!(recv_batch(&b, &mut buf, 16, 2, &mut out).unwrap(), 1);
-        assert_eq!(recv_batch(&b, &mut buf[16..], 16, 1, &mut out).unwrap(), 1);
-        assert_eq!((out[0].len, out[1].len), (3, 3));
-        assert_eq!((&buf[..3], &buf[16..19]), (&b"one"[..], &b"two"[..]));
+        assert_eq!(recv_batch(&b, &mut bufs, 16, &mut out).unwrap(), 1);
+        assert_eq!(recv_batch(&b, &mut bufs[1..], 16, &mut out).unwrap(), 1);
+        assert_eq!((&bufs[0][..], &bufs[1][..]), (&b"one"[..], &b"two"[..]));
         assert_eq!(
             out[0].addr.as_ref().and_then(|a| a.as_socket()),
             a.local_addr().unwrap().as_socket()

@@ -3,8 +3,10 @@
 //! and `MSG_NOSIGNAL` on every send.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
 
+use bytes::BytesMut;
 use socket2::{SockAddr, Socket as RawSocket};
 
 use super::{Outgoing, Pipe, Received, MAX_BATCH};
@@ -90,62 +92,89 @@ pub(super) fn dup_onto(dead: RawFd, fd: RawFd) -> io::Result<()> {
     unsafe { syscall!(dup3(dead, fd, libc::O_CLOEXEC)) }.map(drop)
 }
 
-/// `recvmmsg` into `n` slots of `slot` bytes (`n > 1`, the caller checked).
+/// `recvmmsg` into `bufs` (more than one: the caller checked), one datagram each.
 pub(super) fn recv_batch(
     sock: &RawSocket,
-    buf: &mut [u8],
+    bufs: &mut [BytesMut],
     slot: usize,
-    n: usize,
     out: &mut Vec<Received>,
 ) -> io::Result<usize> {
-    debug_assert!(n <= MAX_BATCH && n * slot <= buf.len());
-    // SAFETY: these are plain C structs (integers and raw pointers) for which all-zero bytes
-    // are a valid value: null pointers and zero lengths.
-    let mut addrs: [libc::sockaddr_storage; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    let mut controls = [Control::new(); MAX_BATCH];
-    for (i, chunk) in buf.chunks_exact_mut(slot).take(n).enumerate() {
-        iovs[i] = libc::iovec {
-            iov_base: chunk.as_mut_ptr().cast(),
+    let n = bufs.len();
+    debug_assert!(n <= MAX_BATCH);
+    // Only the first `n` entries are set up (and only received addresses are copied out):
+    // zeroing all 64 of each, 17 KiB, cost more than the call itself when one datagram is
+    // waiting (bench/callgrind.sh, UDP section).
+    let mut addrs = [const { MaybeUninit::<libc::sockaddr_storage>::uninit() }; MAX_BATCH];
+    let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_BATCH];
+    let mut hdrs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_BATCH];
+    let mut controls = [const { MaybeUninit::<Control>::uninit() }; MAX_BATCH];
+    for (i, buf) in bufs.iter_mut().enumerate() {
+        buf.clear();
+        buf.reserve(slot);
+        iovs[i].write(libc::iovec {
+            iov_base: buf.spare_capacity_mut().as_mut_ptr().cast(),
             iov_len: slot,
-        };
-    }
-    for i in 0..n {
-        let h = &mut hdrs[i].msg_hdr;
-        h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+        });
+        // SAFETY: a plain C struct (integers and raw pointers) for which all-zero bytes are
+        // a valid value: null pointers and zero lengths.
+        let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+        h.msg_name = addrs[i].as_mut_ptr().cast();
         h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        h.msg_iov = &mut iovs[i];
+        h.msg_iov = iovs[i].as_mut_ptr();
         h.msg_iovlen = 1;
-        h.msg_control = controls[i].0.as_mut_ptr().cast();
+        h.msg_control = controls[i].as_mut_ptr().cast();
         h.msg_controllen = CONTROL_LEN as _;
+        hdrs[i].write(libc::mmsghdr {
+            msg_hdr: h,
+            msg_len: 0,
+        });
     }
     // SAFETY: `hdrs[..n]` are initialised headers; each points at its own address storage,
-    // its own control buffer and one iovec, which points at a distinct `slot`-byte piece of `buf`. All of these
-    // outlive the call, and the kernel writes within the given lengths only. The socket is
-    // non-blocking and no timeout is passed.
-    let got = unsafe {
-        syscall!(recvmmsg(
+    // its own control buffer and one initialised iovec, which points at the spare capacity
+    // (at least `slot` bytes) of its own buffer, none of which moves until the call returns. All of these outlive the call, and the kernel writes
+    // within the given lengths only. The socket is non-blocking and no timeout is passed.
+    let r = unsafe {
+        libc::recvmmsg(
             sock.as_raw_fd(),
-            hdrs.as_mut_ptr(),
+            hdrs.as_mut_ptr().cast::<libc::mmsghdr>(),
             n as libc::c_uint,
             0,
             std::ptr::null_mut(),
-        ))
-    }? as usize;
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let got = r as usize;
     for i in 0..got {
-        let h = &hdrs[i].msg_hdr;
-        let addr = (h.msg_namelen as usize > std::mem::size_of::<libc::sa_family_t>()).then(|| {
-            // SAFETY: the kernel initialised `msg_namelen` bytes of `addrs[i]` with an
-            // address of the socket's family (and the rest is zeroed).
-            unsafe { SockAddr::new(addrs[i], h.msg_namelen) }
+        // SAFETY: `hdrs[..n]` were initialised above (and `got <= n`); the kernel updated
+        // their lengths and flags in place.
+        let m = unsafe { hdrs[i].assume_init_ref() };
+        let h = &m.msg_hdr;
+        let name_len = (h.msg_namelen as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+        let addr = (name_len > std::mem::size_of::<libc::sa_family_t>()).then(|| {
+            // SAFETY: all-zero bytes are a valid `sockaddr_storage`; the kernel initialised
+            // the first `name_len` bytes of `addrs[i]` with an address of the socket's
+            // family, and only those are copied, into the zeroed storage.
+            unsafe {
+                let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+                std::ptr::copy_nonoverlapping(
+                    addrs[i].as_ptr().cast::<u8>(),
+                    (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                    name_len,
+                );
+                SockAddr::new(storage, name_len as libc::socklen_t)
+            }
         });
+        let len = (m.msg_len as usize).min(slot);
+        // SAFETY: the kernel initialised the first `len` bytes (at most `slot`, which the
+        // spare capacity holds) of this buffer's spare capacity.
+        unsafe { bufs[i].set_len(len) };
         out.push(Received {
-            len: (hdrs[i].msg_len as usize).min(slot),
             truncated: h.msg_flags & libc::MSG_TRUNC != 0,
             addr,
+            // The kernel wrote `msg_controllen` bytes of control messages, which is all
+            // the parser reads.
             segment: gro_segment(h),
         });
     }
@@ -253,61 +282,104 @@ pub(super) fn send_segments(
     }
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.0.as_mut_ptr().cast();
-    // SAFETY: a length constant for a `u16` payload.
-    msg.msg_controllen =
-        unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as libc::c_uint) } as _;
-    // SAFETY: `msg` points at our aligned control buffer, larger than CMSG_SPACE(2), so the
-    // first header and its two data bytes lie inside it; the data is written unaligned.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_UDP;
-        (*c).cmsg_type = libc::UDP_SEGMENT;
-        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as libc::c_uint) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
-    }
+    set_segment(&mut msg, &mut control, segment);
     // SAFETY: `msg` points at one iovec over `buf`, optionally a live `SockAddr` of the
     // stated length, and the control buffer; all outlive the call, which only reads them.
-    let n = unsafe { syscall!(sendmsg(sock.as_raw_fd(), &msg, SEND_FLAGS)) }?;
-    Ok(n as usize)
+    let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, SEND_FLAGS) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
 }
 
 /// `sendmmsg` of up to [`MAX_BATCH`] datagrams (more than one: the caller checked).
 pub(super) fn send_batch(sock: &RawSocket, msgs: &[Outgoing]) -> io::Result<usize> {
     let n = msgs.len().min(MAX_BATCH);
-    // SAFETY: plain C structs for which all-zero bytes are valid (null pointers, zero
-    // lengths).
-    let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    for (i, m) in msgs.iter().take(n).enumerate() {
-        iovs[i] = libc::iovec {
-            // The kernel only reads through this pointer (sendmmsg takes no ownership).
-            iov_base: m.data.as_ptr() as *mut libc::c_void,
-            iov_len: m.data.len(),
-        };
+    sendmmsg_each(sock, n, |i| {
+        (&msgs[i].data[..], None, msgs[i].addr.as_ref())
+    })
+}
+
+/// `sendmmsg` of GSO runs: see [`super::send_segmented`].
+pub(super) fn send_segmented(
+    sock: &RawSocket,
+    msgs: &[super::SegmentedMessage<'_>],
+) -> io::Result<usize> {
+    let n = msgs.len().min(MAX_BATCH);
+    sendmmsg_each(sock, n, |i| (msgs[i].data, msgs[i].segment, msgs[i].addr))
+}
+
+/// Sets up `h` to carry a `UDP_SEGMENT` control message of `segment` in `control`.
+fn set_segment(h: &mut libc::msghdr, control: &mut Control, segment: u16) {
+    h.msg_control = control.0.as_mut_ptr().cast();
+    // SAFETY: a length constant for a `u16` payload.
+    h.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as libc::c_uint) } as _;
+    // SAFETY: `h` points at the aligned control buffer, larger than CMSG_SPACE(2), so the
+    // first header and its two data bytes lie inside it; the data is written unaligned.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(h);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = libc::UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as libc::c_uint) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
     }
-    for (i, m) in msgs.iter().take(n).enumerate() {
-        let h = &mut hdrs[i].msg_hdr;
-        if let Some(a) = &m.addr {
+}
+
+/// One `sendmmsg` of `n` (at most [`MAX_BATCH`]) messages, message `i` being `msg(i)`: its
+/// bytes, its GSO segment size if any, and its destination (`None` on a connected socket).
+/// Only the `n` entries used are set up, as in `recv_batch`.
+fn sendmmsg_each<'a>(
+    sock: &RawSocket,
+    n: usize,
+    msg: impl Fn(usize) -> (&'a [u8], Option<u16>, Option<&'a SockAddr>),
+) -> io::Result<usize> {
+    debug_assert!(n <= MAX_BATCH);
+    if n == 0 {
+        return Ok(0);
+    }
+    let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_BATCH];
+    let mut hdrs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_BATCH];
+    let mut controls = [const { MaybeUninit::<Control>::uninit() }; MAX_BATCH];
+    for i in 0..n {
+        let (data, segment, addr) = msg(i);
+        iovs[i].write(libc::iovec {
+            // The kernel only reads through this pointer (sendmmsg takes no ownership).
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        });
+        // SAFETY: a plain C struct for which all-zero bytes are valid (null pointers, zero
+        // lengths).
+        let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+        if let Some(a) = addr {
             h.msg_name = a.as_ptr() as *mut libc::c_void;
             h.msg_namelen = a.len();
         }
-        h.msg_iov = &mut iovs[i];
+        h.msg_iov = iovs[i].as_mut_ptr();
         h.msg_iovlen = 1;
+        if let Some(segment) = segment {
+            set_segment(&mut h, controls[i].write(Control::new()), segment);
+        }
+        hdrs[i].write(libc::mmsghdr {
+            msg_hdr: h,
+            msg_len: 0,
+        });
     }
-    // SAFETY: `hdrs[..n]` are initialised; each points at one iovec over a live `Bytes` and,
-    // optionally, at a live `SockAddr` of the stated length. sendmmsg only reads them, and
-    // all of them outlive the call. MSG_NOSIGNAL: a broken peer is an error, not SIGPIPE.
-    let sent = unsafe {
-        syscall!(sendmmsg(
+    // SAFETY: `hdrs[..n]` are initialised; each points at one initialised iovec over live
+    // data (borrowed for 'a, past the call), optionally at a live `SockAddr` of the stated
+    // length and at its own initialised control buffer. sendmmsg only reads them.
+    // MSG_NOSIGNAL: a broken peer is an error, not SIGPIPE.
+    let r = unsafe {
+        libc::sendmmsg(
             sock.as_raw_fd(),
-            hdrs.as_mut_ptr(),
+            hdrs.as_mut_ptr().cast::<libc::mmsghdr>(),
             n as libc::c_uint,
             SEND_FLAGS as _,
-        ))
-    }?;
-    Ok(sent as usize)
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
 }
 
 // ---- Stream reads and writes (the hot path of every connection) ----

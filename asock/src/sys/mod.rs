@@ -16,9 +16,9 @@
 //! close-in-place) is in this file.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
+use bytes::BytesMut;
 use socket2::{MaybeUninitSlice, SockAddr, Socket as RawSocket};
 
 /// Calls the `libc` function `$name` and maps its C-style failure (`-1`, with the reason in
@@ -91,8 +91,6 @@ pub(crate) const MAX_GSO_SEGMENTS: usize = 64;
 /// One datagram taken from the kernel by [`recv_batch`].
 #[derive(Debug)]
 pub(crate) struct Received {
-    /// Bytes stored in the datagram's slot.
-    pub(crate) len: usize,
     /// The datagram was longer than its slot: the kernel discarded the rest.
     pub(crate) truncated: bool,
     /// The sender, when the kernel reported one.
@@ -109,18 +107,28 @@ pub(crate) struct Outgoing {
     pub(crate) data: bytes::Bytes,
     /// Where to (`None` on a connected socket).
     pub(crate) addr: Option<SockAddr>,
+    /// Set: `data` is consecutive datagrams of this size, for one GSO message (the outgoing
+    /// queue's batches; [`send_one`] and [`send_batch`] are never given one).
+    pub(crate) segment: Option<u16>,
 }
 
-/// Receives one datagram into `buf` (the portable path).
+/// Receives one datagram into the spare capacity of `buf` (made empty and at least `slot`
+/// bytes large first), whose length then is what arrived (portable path).
 pub(crate) fn recv_one(
     sock: &RawSocket,
-    buf: &mut [u8],
+    buf: &mut BytesMut,
+    slot: usize,
     out: &mut Vec<Received>,
 ) -> io::Result<usize> {
-    let mut bufs = [MaybeUninitSlice::new(as_uninit(buf))];
+    buf.clear();
+    buf.reserve(slot);
+    let mut bufs = [MaybeUninitSlice::new(&mut buf.spare_capacity_mut()[..slot])];
     let (len, flags, addr) = sock.recv_from_vectored(&mut bufs)?;
+    let len = len.min(slot);
+    // SAFETY: the kernel initialised the first `len` bytes of the spare capacity it was given
+    // (`len` is at most `slot`, which that capacity holds).
+    unsafe { buf.set_len(len) };
     out.push(Received {
-        len: len.min(buf.len()),
         truncated: flags.is_truncated(),
         addr: (addr.len() > 0).then_some(addr),
         segment: None,
@@ -128,26 +136,24 @@ pub(crate) fn recv_one(
     Ok(1)
 }
 
-fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and an initialised byte stays a valid
-    // `MaybeUninit<u8>`; the kernel only writes initialised bytes into it.
-    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
-}
-
-/// Receives up to `buf.len() / slot` datagrams, one per `slot`-sized piece of `buf`, appending
-/// what arrived to `out`. Returns how many arrived (at least one) or the error of the first.
+/// Receives up to `bufs.len()` datagrams (at most [`MAX_BATCH`]), one into each buffer (made
+/// empty and at least `slot` bytes large first; the kernel writes into the spare capacity, so
+/// nothing is zeroed), whose length then is what arrived; appends what arrived to `out`.
+/// Returns how many arrived (at least one) or the error of the first.
 pub(crate) fn recv_batch(
     sock: &RawSocket,
-    buf: &mut [u8],
+    bufs: &mut [BytesMut],
     slot: usize,
     out: &mut Vec<Received>,
 ) -> io::Result<usize> {
-    let n = (buf.len() / slot).min(MAX_BATCH);
+    let n = bufs.len().min(MAX_BATCH);
     if n <= 1 || !HAS_BATCH {
-        let len = slot.min(buf.len());
-        return recv_one(sock, &mut buf[..len], out);
+        return match bufs.first_mut() {
+            Some(buf) => recv_one(sock, buf, slot, out),
+            None => Ok(0),
+        };
     }
-    imp::recv_batch(sock, buf, slot, n, out)
+    imp::recv_batch(sock, &mut bufs[..n], slot, out)
 }
 
 /// Sends one datagram (the portable path), with [`SEND_FLAGS`]: where the OS has
@@ -185,6 +191,27 @@ pub(crate) fn send_segments(
         return Err(io::Error::from_raw_os_error(libc::EIO));
     }
     imp::send_segments(sock, buf, segment, addr)
+}
+
+/// One message of [`send_segmented`]: `data` to `addr` (`None` on a connected socket), cut
+/// into datagrams of `segment` bytes by the kernel (GSO) when `segment` is set.
+pub(crate) struct SegmentedMessage<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) segment: Option<u16>,
+    pub(crate) addr: Option<&'a SockAddr>,
+}
+
+/// Sends up to [`MAX_BATCH`] messages with one `sendmmsg`, each with its own `UDP_SEGMENT`
+/// control message when it has a segment size: many GSO runs (to many peers) in one system
+/// call (`Unsupported` where the platform has no GSO). Returns how many messages were sent (at
+/// least one) or the error of the first. The caller keeps each message to the kernel's GSO
+/// limits, as for [`send_segments`].
+pub(crate) fn send_segmented(sock: &RawSocket, msgs: &[SegmentedMessage<'_>]) -> io::Result<usize> {
+    #[cfg(test)]
+    if msgs.iter().any(|m| m.segment.is_some()) && test_hooks::take_gso_eio() {
+        return Err(io::Error::from_raw_os_error(libc::EIO));
+    }
+    imp::send_segmented(sock, msgs)
 }
 
 /// Faults the unit tests inject into the seam.

@@ -12,6 +12,7 @@
 //! - `builder.rs`: [`UdpSocketBuilder`], options, bind and connect;
 //! - `shared.rs`: the state every handle of one socket shares (its [`IoSource`], addresses,
 //!   timeout), the checks before a send and the error mapping;
+//! - `batch.rs`: [`DatagramBatch`], one kernel buffer of datagrams from one sender, whole;
 //! - `receive.rs`: the receive batch: datagrams taken from the kernel and not yet handed out;
 //! - `outgoing.rs`: [`DatagramSender`] and the task that sends what it queues;
 //! - `incoming.rs`: the [`Incoming`] stream;
@@ -24,6 +25,7 @@
 //!
 //! [`IoSource`]: crate::selector::source::IoSource
 
+mod batch;
 mod builder;
 mod incoming;
 mod outgoing;
@@ -38,6 +40,7 @@ use bytes::Bytes;
 use crate::address::SocketAddress;
 use crate::sys::SLOT;
 
+pub use batch::{BatchIter, BatchPackets, DatagramBatch};
 pub use builder::UdpSocketBuilder;
 pub use incoming::Incoming;
 pub use outgoing::DatagramSender;
@@ -94,8 +97,17 @@ impl Datagram {
 mod tests {
     use crate::{a_socket, SelectorManager};
 
-    #[test]
-    fn a_gso_send_failing_with_eio_turns_gso_off_and_falls_back() {
+    use super::BoundDatagramSocket;
+
+    /// The `EIO` hook is process-wide: the tests that arm it take turns.
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Runs `send` with a server and a client on 127.0.0.1 while the next GSO send fails with
+    /// `EIO`; afterwards GSO must be off for the client, which `send` hands back.
+    fn with_one_eio<F: std::future::Future<Output = BoundDatagramSocket>>(
+        send: impl FnOnce(BoundDatagramSocket, BoundDatagramSocket) -> F,
+    ) {
+        let _turn = HOOK.lock().unwrap_or_else(|e| e.into_inner());
         let sel = SelectorManager::builder().threads(1).build().unwrap();
         sel.run_blocking(async {
             let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
@@ -105,16 +117,56 @@ mod tests {
                 "this test needs a kernel with UDP GSO"
             );
             crate::sys::test_hooks::fail_gso_sends(1);
+            let client = send(server, client).await;
+            assert!(!client.gso_enabled(), "GSO is off for this socket");
+        });
+    }
+
+    #[test]
+    fn a_gso_send_failing_with_eio_turns_gso_off_and_falls_back() {
+        with_one_eio(|server, client| async move {
             let buf = bytes::Bytes::from(vec![3u8; 1000 * 10]);
             let n = client
                 .send_batch(server.local_address().clone(), 1000, buf)
                 .await
                 .unwrap();
             assert_eq!(n, 10, "the batch still went out, the plain way");
-            assert!(!client.gso_enabled(), "and GSO is off for this socket");
             for _ in 0..10 {
                 assert_eq!(server.receive().await.unwrap().packet.len(), 1000);
             }
+            client
+        });
+    }
+
+    #[test]
+    fn an_outgoing_gso_send_failing_with_eio_turns_gso_off_and_resends() {
+        with_one_eio(|server, client| async move {
+            let out = client.outgoing();
+            for i in 0..20u8 {
+                let d = crate::Datagram::new(vec![i; 500], server.local_address().clone());
+                out.send(d).await.unwrap();
+            }
+            out.flush().await.unwrap();
+            for i in 0..20u8 {
+                assert_eq!(&server.receive().await.unwrap().packet[..], &[i; 500][..]);
+            }
+            client
+        });
+    }
+
+    #[test]
+    fn a_queued_gso_run_failing_with_eio_goes_out_as_datagrams() {
+        with_one_eio(|server, client| async move {
+            let out = client.outgoing();
+            let buf: Vec<u8> = (0..30u8).flat_map(|i| [i; 400]).collect();
+            out.send_batch(server.local_address().clone(), 400, buf.into())
+                .await
+                .unwrap();
+            out.flush().await.unwrap();
+            for i in 0..30u8 {
+                assert_eq!(&server.receive().await.unwrap().packet[..], &[i; 400][..]);
+            }
+            client
         });
     }
 }

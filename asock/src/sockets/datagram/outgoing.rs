@@ -17,7 +17,7 @@ use std::task::Poll;
 
 use async_channel::{Receiver, Sender};
 
-use super::shared::Shared;
+use super::shared::{pieces, Shared};
 use super::Datagram;
 use crate::error::{Error, Result};
 use crate::selector::registration::Direction;
@@ -141,9 +141,70 @@ impl DatagramSender {
         if let Some(e) = self.shared.tx.take_error() {
             return Err(e);
         }
-        self.shared.tx.pending.fetch_add(1, Ordering::AcqRel);
+        self.queue_one(out).await
+    }
+
+    /// Queues `buffer` for `to` as consecutive datagrams of `segment_size` bytes (the last may
+    /// be shorter), like the socket's `send_batch` but behind what is already queued: while the
+    /// socket has GSO, each run of up to 64 leaves as one GSO message without being copied (in
+    /// one `sendmmsg` with what else is queued), else as that many datagrams (slices of
+    /// `buffer`). Fails before anything is queued like the socket's `send_batch`, and like
+    /// [`send`](Self::send) otherwise.
+    ///
+    /// An echo can hand a received [`DatagramBatch`](super::DatagramBatch) back whole:
+    ///
+    /// ```no_run
+    /// # async fn demo(socket: asock::BoundDatagramSocket) -> asock::Result<()> {
+    /// let out = socket.outgoing();
+    /// loop {
+    ///     let (buffer, segment, from) = socket.receive_batch().await?.into_parts();
+    ///     out.send_batch(from, segment.max(1), buffer).await?;
+    /// }
+    /// # }
+    /// ```
+    pub async fn send_batch(
+        &self,
+        to: super::SocketAddress,
+        segment_size: usize,
+        buffer: bytes::Bytes,
+    ) -> Result<()> {
+        let (dest, _, per) = self.shared.prepare_segments(to, segment_size)?;
+        if let Some(e) = self.shared.tx.take_error() {
+            return Err(e);
+        }
+        let gso = self.shared.gso.load(Ordering::Relaxed);
+        let segment = u16::try_from(segment_size).ok();
+        for chunk in pieces(&buffer, per * segment_size) {
+            match segment {
+                Some(seg) if gso && chunk.len() > segment_size => {
+                    let out = Outgoing {
+                        data: chunk,
+                        addr: dest.addr.clone(),
+                        segment: Some(seg),
+                    };
+                    self.queue_one(out).await?;
+                }
+                _ => {
+                    for data in pieces(&chunk, segment_size) {
+                        let out = Outgoing {
+                            data,
+                            addr: dest.addr.clone(),
+                            segment: None,
+                        };
+                        self.queue_one(out).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one checked message (a datagram or a GSO run), counting what it holds.
+    async fn queue_one(&self, out: Outgoing) -> Result<()> {
+        let n = datagrams(&out);
+        self.shared.tx.pending.fetch_add(n, Ordering::AcqRel);
         if self.queue.send(Queued::Datagram(out)).await.is_err() {
-            self.shared.tx.done(1);
+            self.shared.tx.done(n);
             return Err(Error::Closed("socket"));
         }
         Ok(())
@@ -205,7 +266,7 @@ async fn send_loop(shared: Arc<Shared>, queue: Receiver<Queued>) {
             }
         }
         send_batch(&shared, &batch).await;
-        shared.tx.done(batch.len());
+        shared.tx.done(batch.iter().map(datagrams).sum());
         batch.clear();
         for f in flushes.drain(..) {
             let _ = f.try_send(());
@@ -217,10 +278,38 @@ async fn send_loop(shared: Arc<Shared>, queue: Receiver<Queued>) {
     // Closed (or every sending end gone): drop what is left, so that pending flushes end.
     queue.close();
     while let Ok(q) = queue.try_recv() {
-        if let Queued::Datagram(_) = q {
-            shared.tx.done(1);
+        if let Queued::Datagram(d) = q {
+            shared.tx.done(datagrams(&d));
         }
     }
+}
+
+/// How many datagrams a queued message holds.
+fn datagrams(d: &Outgoing) -> usize {
+    match d.segment {
+        Some(seg) => d.data.len().div_ceil(usize::from(seg).max(1)).max(1),
+        None => 1,
+    }
+}
+
+/// `msgs` with every GSO run cut into its datagrams (slices), for plain sends.
+fn expand(msgs: &[Outgoing]) -> Vec<Outgoing> {
+    let mut flat = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        match m.segment {
+            Some(seg) => flat.extend(pieces(&m.data, usize::from(seg)).map(|data| Outgoing {
+                data,
+                addr: m.addr.clone(),
+                segment: None,
+            })),
+            None => flat.push(Outgoing {
+                data: m.data.clone(),
+                addr: m.addr.clone(),
+                segment: None,
+            }),
+        }
+    }
+    flat
 }
 
 /// How many datagrams from the start of `rest` can leave as one GSO send: same destination,
@@ -230,14 +319,14 @@ fn gso_run(rest: &[Outgoing], limit: usize) -> usize {
         return 0;
     };
     let seg = first.data.len();
-    if seg == 0 {
+    if seg == 0 || first.segment.is_some() {
         return 1;
     }
     let most = (limit / seg).min(sys::MAX_GSO_SEGMENTS);
     let mut n = 1;
     while n < rest.len() && n < most {
         let d = &rest[n];
-        if d.addr != first.addr || d.data.len() > seg || d.data.is_empty() {
+        if d.addr != first.addr || d.data.len() > seg || d.data.is_empty() || d.segment.is_some() {
             break;
         }
         n += 1;
@@ -248,46 +337,132 @@ fn gso_run(rest: &[Outgoing], limit: usize) -> usize {
     n
 }
 
-/// Hands `batch` to the kernel; a failure is recorded for the next `send` or `flush`. Runs of
-/// datagrams to one destination with one size leave as one GSO send while GSO is on.
+/// How one message of a segmented send is made: one queued message as it is (a datagram, or a
+/// GSO run queued whole by `DatagramSender::send_batch`), or a run of queued datagrams joined
+/// in the scratch buffer, to be cut by the kernel (GSO).
+enum Part {
+    One(usize),
+    Run {
+        /// The first datagram's index (its destination is the run's).
+        first: usize,
+        bytes: std::ops::Range<usize>,
+        segment: u16,
+        count: usize,
+    },
+}
+
+/// Plans one `sendmmsg` over the start of `rest`: up to 64 messages, each a run of datagrams to
+/// one destination with one size (joined into `joined`: a copy) or a single datagram. Returns
+/// the parts, or `None` when no run has two datagrams (the plain batch then does as well).
+fn plan_runs(shared: &Shared, rest: &[Outgoing], joined: &mut Vec<u8>) -> Option<Vec<Part>> {
+    joined.clear();
+    let mut parts = Vec::new();
+    let mut at = 0;
+    let mut any_run = false;
+    while at < rest.len() && parts.len() < sys::MAX_BATCH {
+        let limit = match rest[at].addr.as_ref().and_then(|a| a.as_socket()) {
+            Some(a) => super::Datagram::max_payload(&a.into()),
+            None => shared.remote.as_ref().map_or(
+                super::Datagram::MAX_IPV4_PAYLOAD,
+                super::Datagram::max_payload,
+            ),
+        };
+        if rest[at].segment.is_some() {
+            // A queued GSO run goes as it is, without a copy.
+            parts.push(Part::One(at));
+            any_run = true;
+            at += 1;
+            continue;
+        }
+        let run = gso_run(&rest[at..], limit);
+        match u16::try_from(rest[at].data.len()) {
+            Ok(segment) if run > 1 => {
+                let start = joined.len();
+                for d in &rest[at..at + run] {
+                    joined.extend_from_slice(&d.data);
+                }
+                parts.push(Part::Run {
+                    first: at,
+                    bytes: start..joined.len(),
+                    segment,
+                    count: run,
+                });
+                any_run = true;
+                at += run;
+            }
+            _ => {
+                parts.push(Part::One(at));
+                at += 1;
+            }
+        }
+    }
+    any_run.then_some(parts)
+}
+
+/// Hands `batch` to the kernel; a failure is recorded for the next `send` or `flush`. While
+/// GSO is on, runs of datagrams to one destination with one size leave as GSO messages, many
+/// runs (to many peers) and single datagrams together in one `sendmmsg`.
 async fn send_batch(shared: &Shared, batch: &[Outgoing]) {
+    if let Some(at) = send_some(shared, batch).await {
+        // GSO went off (or a GSO send failed) with queued runs left: they go out cut into
+        // their datagrams, which `send_some` then sends to the end.
+        let flat = expand(&batch[at..]);
+        send_some(shared, &flat).await;
+    }
+}
+
+/// Sends `batch`, as [`send_batch`] says, up to the end or up to where the plain path meets a
+/// queued GSO run, whose index it returns.
+async fn send_some(shared: &Shared, batch: &[Outgoing]) -> Option<usize> {
     let mut sent = 0;
     let mut refused = 0;
     let mut joined: Vec<u8> = Vec::new();
     while sent < batch.len() {
         let rest = &batch[sent..];
         if shared.gso.load(Ordering::Relaxed) {
-            let limit = match rest[0].addr.as_ref().and_then(|a| a.as_socket()) {
-                Some(a) => super::Datagram::max_payload(&a.into()),
-                None => shared.remote.as_ref().map_or(
-                    super::Datagram::MAX_IPV4_PAYLOAD,
-                    super::Datagram::max_payload,
-                ),
-            };
-            let run = gso_run(rest, limit);
-            if run > 1 {
-                joined.clear();
-                for d in &rest[..run] {
-                    joined.extend_from_slice(&d.data);
-                }
-                let seg = rest[0].data.len();
-                let addr = rest[0].addr.as_ref();
+            if let Some(parts) = plan_runs(shared, rest, &mut joined) {
+                let msgs: Vec<sys::SegmentedMessage<'_>> = parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::One(i) => sys::SegmentedMessage {
+                            data: &rest[*i].data,
+                            segment: rest[*i].segment,
+                            addr: rest[*i].addr.as_ref(),
+                        },
+                        Part::Run {
+                            first,
+                            bytes,
+                            segment,
+                            ..
+                        } => sys::SegmentedMessage {
+                            data: &joined[bytes.clone()],
+                            segment: Some(*segment),
+                            addr: rest[*first].addr.as_ref(),
+                        },
+                    })
+                    .collect();
                 let r = poll_fn(|cx| {
                     shared.io.poll_io(
                         cx,
                         Direction::Write,
-                        |s| sys::send_segments(s, &joined, seg, addr),
+                        |s| sys::send_segmented(s, &msgs),
                         |_| false,
                     )
                 })
                 .await;
                 match r {
-                    Ok(_) => {
-                        sent += run;
+                    Ok(n) => {
+                        sent += parts[..n.clamp(1, parts.len())]
+                            .iter()
+                            .map(|p| match p {
+                                Part::One(_) => 1,
+                                Part::Run { count, .. } => *count,
+                            })
+                            .sum::<usize>();
                         refused = 0;
                         continue;
                     }
-                    Err(_) if shared.io.is_closed() => return,
+                    Err(_) if shared.io.is_closed() => return None,
                     // The device cannot offload: plain sends from now on.
                     Err(e) if e.raw_os_error() == Some(libc::EIO) => {
                         shared.gso.store(false, Ordering::Relaxed);
@@ -297,6 +472,13 @@ async fn send_batch(shared: &Shared, batch: &[Outgoing]) {
                     Err(_) => {}
                 }
             }
+        }
+        if rest
+            .iter()
+            .take(sys::MAX_BATCH)
+            .any(|d| d.segment.is_some())
+        {
+            return Some(sent);
         }
         let r = poll_fn(|cx| {
             shared.io.poll_io(
@@ -312,7 +494,7 @@ async fn send_batch(shared: &Shared, batch: &[Outgoing]) {
                 sent += n.max(1);
                 refused = 0;
             }
-            Err(_) if shared.io.is_closed() => return,
+            Err(_) if shared.io.is_closed() => return None,
             // ICMP "port unreachable" for an earlier datagram: this one was not sent and the
             // error is now consumed, so try it once more.
             Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) && refused == 0 => {
@@ -334,4 +516,5 @@ async fn send_batch(shared: &Shared, batch: &[Outgoing]) {
             }
         }
     }
+    None
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use socket2::Socket as RawSocket;
 
+use super::batch::DatagramBatch;
 use super::outgoing::TxState;
 use super::receive::ReceiveBatch;
 use super::Datagram;
@@ -126,6 +127,7 @@ impl Shared {
             let out = Outgoing {
                 data: d.packet,
                 addr: None,
+                segment: None,
             };
             return Ok((out, d.address));
         }
@@ -138,6 +140,7 @@ impl Shared {
         let out = Outgoing {
             data: d.packet,
             addr: Some(sa),
+            segment: None,
         };
         Ok((out, d.address))
     }
@@ -208,10 +211,34 @@ impl Shared {
         self.with_timeout(|cx| self.poll_receive(cx)).await
     }
 
+    pub(super) async fn receive_batch(&self) -> Result<DatagramBatch> {
+        self.with_timeout(|cx| self.poll_receive_batch(cx)).await
+    }
+
     pub(super) async fn send(&self, d: Datagram) -> Result<()> {
         let (out, to) = self.prepare(d)?;
         self.with_timeout(|cx| self.poll_send_one(cx, &out, &to))
             .await
+    }
+
+    /// Checks a send of datagrams of `segment` bytes to `to` before any system call: the
+    /// segment size (not 0, within [`Datagram::max_payload`]) and the destination (as
+    /// [`prepare`](Self::prepare)). Returns the destination and how many datagrams one GSO
+    /// message may carry.
+    pub(super) fn prepare_segments(
+        &self,
+        to: SocketAddress,
+        segment: usize,
+    ) -> Result<(Outgoing, SocketAddress, usize)> {
+        let limit = Datagram::max_payload(&to);
+        if segment == 0 || segment > limit {
+            return Err(Error::DatagramTooLarge {
+                size: segment,
+                limit,
+            });
+        }
+        let (dest, to) = self.prepare(Datagram::new(Bytes::new(), to))?;
+        Ok((dest, to, (limit / segment).clamp(1, sys::MAX_GSO_SEGMENTS)))
     }
 
     /// Sends `buffer` to `to` as datagrams of `segment` bytes (the last possibly shorter): one
@@ -224,19 +251,9 @@ impl Shared {
         segment: usize,
         buffer: Bytes,
     ) -> Result<usize> {
-        let limit = Datagram::max_payload(&to);
-        if segment == 0 || segment > limit {
-            return Err(Error::DatagramTooLarge {
-                size: segment,
-                limit,
-            });
-        }
-        let (dest, to) = self.prepare(Datagram::new(Bytes::new(), to))?;
-        let per_send = (limit / segment).clamp(1, sys::MAX_GSO_SEGMENTS);
+        let (dest, to, per_send) = self.prepare_segments(to, segment)?;
         let mut sent = 0;
-        for chunk_start in (0..buffer.len().max(1)).step_by(per_send * segment) {
-            let chunk =
-                buffer.slice(chunk_start..(chunk_start + per_send * segment).min(buffer.len()));
+        for chunk in pieces(&buffer, per_send * segment) {
             let count = chunk.len().div_ceil(segment).max(1);
             if count > 1 && self.gso.load(Ordering::Relaxed) {
                 let r = self
@@ -268,10 +285,11 @@ impl Shared {
                     Err(e) => return Err(e),
                 }
             }
-            let msgs: Vec<Outgoing> = (0..count)
-                .map(|i| Outgoing {
-                    data: chunk.slice(i * segment..((i + 1) * segment).min(chunk.len())),
+            let msgs: Vec<Outgoing> = pieces(&chunk, segment)
+                .map(|data| Outgoing {
+                    data,
                     addr: dest.addr.clone(),
+                    segment: None,
                 })
                 .collect();
             let mut done = 0;
@@ -304,4 +322,13 @@ impl Shared {
             p.remove();
         }
     }
+}
+
+/// `buffer` in pieces of `size` bytes (the last possibly shorter; an empty buffer is one empty
+/// piece): slices, no copies.
+pub(super) fn pieces(buffer: &Bytes, size: usize) -> impl Iterator<Item = Bytes> + '_ {
+    let size = size.max(1);
+    (0..buffer.len().max(1))
+        .step_by(size)
+        .map(move |at| buffer.slice(at..(at + size).min(buffer.len())))
 }

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use super::incoming::Incoming;
 use super::outgoing::{DatagramSender, Outbox};
 use super::shared::Shared;
-use super::Datagram;
 #[allow(unused_imports)] // doc links
 use super::UdpSocketBuilder;
+use super::{Datagram, DatagramBatch};
 use crate::address::SocketAddress;
 use crate::error::{Error, Result};
 use crate::sockets::os;
@@ -38,6 +38,21 @@ macro_rules! datagram_common {
         /// goes to one of them. Cancel-safe: a datagram is never lost by dropping the future.
         pub async fn receive(&self) -> Result<Datagram> {
             self.shared.receive().await
+        }
+
+        /// Waits for the next datagrams from one sender and hands them out whole: what one
+        /// kernel buffer held, as a [`DatagramBatch`] (buffer, segment size, sender). With GRO
+        /// on (Linux, see [`UdpSocketBuilder::gro`]) that is up to 64 datagrams of one flow the
+        /// kernel coalesced; otherwise, or for a datagram that came alone, one datagram. When
+        /// [`receive`](Self::receive) already took some datagrams of a buffer, the batch is the
+        /// rest of it. Fails like `receive`, is cancel-safe like it, and mixes with it freely:
+        /// each datagram goes to one caller, in order.
+        ///
+        /// The batch's datagrams are slices of one buffer: passing it on whole, for instance
+        /// back to its sender with one [`send_batch`](Self::send_batch), costs no copy per
+        /// datagram.
+        pub async fn receive_batch(&self) -> Result<DatagramBatch> {
+            self.shared.receive_batch().await
         }
 
         /// Sends one datagram at once (one system call), waiting only while the socket buffer is
