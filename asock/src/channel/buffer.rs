@@ -28,24 +28,33 @@ thread_local! {
 /// written.
 #[inline]
 pub(crate) fn take(size: usize) -> Vec<u8> {
-    let pool = if size == BULK { &BULK_POOL } else { &POOL };
-    pool.with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0; size])
+    // Each pool named directly (not through a reference to one of them), so the access stays
+    // an inlined thread-local read.
+    let pooled = if size == BULK {
+        BULK_POOL.with_borrow_mut(Vec::pop)
+    } else {
+        POOL.with_borrow_mut(Vec::pop)
+    };
+    pooled.unwrap_or_else(|| vec![0; size])
 }
 
 /// Returns a buffer to its pool (or frees it). Its contents are left as they are.
 #[inline]
 pub(crate) fn give(buf: Vec<u8>) {
-    let (pool, max) = match buf.len() {
-        CHUNK => (&POOL, POOL_MAX),
-        BULK => (&BULK_POOL, BULK_POOL_MAX),
-        _ => return,
-    };
     // `try_with`: a thread being torn down just frees the buffer.
-    let _ = pool.try_with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() < max {
-            p.push(buf);
-        }
-    });
+    if buf.len() == CHUNK {
+        let _ = POOL.try_with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOL_MAX {
+                p.push(buf);
+            }
+        });
+    } else if buf.len() == BULK {
+        let _ = BULK_POOL.try_with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < BULK_POOL_MAX {
+                p.push(buf);
+            }
+        });
+    }
 }
