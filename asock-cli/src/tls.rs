@@ -107,7 +107,7 @@ pub fn server_config(
 /// Names the file (and the option) a certificate or key error is about: the library says
 /// what was wrong ("no usable private key"), the tool says where.
 fn files_error(e: asock::Error, cert: &Path, key: &Path) -> CliError {
-    let asock::Error::TlsConfig(detail) = &e else {
+    let asock::Error::TlsConfig { detail, .. } = &e else {
         return e.into();
     };
     if let Some(rest) = detail.strip_prefix("certificate chain: ") {
@@ -154,7 +154,7 @@ pub fn client_config(opts: &ClientOptions<'_>) -> CliResult<TlsConfig> {
     let mut b = TlsConfig::client();
     if let Some(ca) = opts.ca {
         b = b.add_root_pem_file(ca).map_err(|e| match &e {
-            asock::Error::TlsConfig(d) if !d.starts_with("cannot read") => {
+            asock::Error::TlsConfig { detail: d, .. } if !d.starts_with("cannot read") => {
                 CliError(format!("CA file {}: {d}", ca.display()))
             }
             _ => e.into(),

@@ -1,6 +1,8 @@
 //! `asock echo-server`, `connect` and `listen` driven like a user would: with nc, telnet,
 //! python and plain sockets, on 127.0.0.1 only.
 
+use asock_test_support::run;
+use asock_test_support::{have, raise_fd_limit_to};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -64,48 +66,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Runs a command with `stdin` fed, bounded in time; returns (status, stdout, stderr).
-fn run(cmd: &mut Command, stdin: &[u8], secs: u64) -> (Option<i32>, Vec<u8>, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if child.try_wait().unwrap().is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
-    let _ = feeder.join();
-    (
-        out.status.code(),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }
 
 #[test]
@@ -272,7 +232,7 @@ fn raw_mode_echoes_bytes() {
 #[test]
 fn thousand_clients_hundred_round_trips_each() {
     // Both this process and the server need over 1,000 descriptors.
-    raise_fd_limit();
+    raise_fd_limit_to(65536);
     let s = Server::start(&["--threads", "2"]);
     let port = s.port;
     let sel = asock::SelectorManager::builder()
@@ -308,19 +268,6 @@ fn thousand_clients_hundred_round_trips_each() {
         total
     });
     assert_eq!(total, 100_000);
-}
-
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct passed in.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max.min(65536);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
 }
 
 #[test]

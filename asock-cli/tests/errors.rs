@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{kill, wait_output, Server, BIN};
+use asock_test_support::{kill, wait_output};
+use support::{Server, BIN};
 
 fn asock(args: &[&str]) -> Output {
     Command::new(BIN)

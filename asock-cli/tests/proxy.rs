@@ -248,10 +248,8 @@ fn sigterm_stops_accepting_and_exits_zero() {
     let mut buf = [0u8; 6];
     c.read_exact(&mut buf).unwrap();
     // SAFETY: kill(2) on our own, unreaped child.
-    assert_eq!(
-        unsafe { libc::kill(proxy.child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    let rc = unsafe { libc::kill(proxy.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         TcpStream::connect(proxy.addr.as_str()).is_err(),

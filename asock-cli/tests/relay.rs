@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{run_asock, stderr_line, wait_output, BIN};
+use asock_test_support::wait_output;
+use support::{run_asock, stderr_line, BIN};
 
 /// Starts `asock -v listen ARGS 127.0.0.1:0` with `stdin` queued on its input; the child and
 /// its port (from the `Listening on` log line).
@@ -29,25 +30,6 @@ fn listen(args: &[&str], stdin: &[u8]) -> (Child, u16, std::sync::mpsc::Receiver
     let (line, rest) = stderr_line(&mut child, "Listening on", Duration::from_secs(10));
     let port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
     (child, port, rest)
-}
-
-/// Exit code and stdout of `child` (stderr already taken), within `limit`.
-fn finish(mut child: Child, limit: Duration) -> (Option<i32>, Vec<u8>) {
-    let start = Instant::now();
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut out = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    (code, out)
 }
 
 /// The issue's case, 50 times: `printf 'from-server\n' | asock listen` and a client
@@ -72,7 +54,7 @@ fn listen_never_loses_stdin_when_nc_half_closes_first() {
             .write_all(b"from-client\n")
             .unwrap();
         let (nc_code, nc_out, nc_err) = wait_output(nc, Duration::from_secs(10));
-        let (code, out) = finish(child, Duration::from_secs(10));
+        let (code, out, _) = wait_output(child, Duration::from_secs(10));
         assert_eq!(
             String::from_utf8_lossy(&nc_out),
             "from-server\n",
@@ -172,103 +154,12 @@ fn tls_listen_and_connect_deliver_both_ways() {
             b"from-client\n",
             Duration::from_secs(10),
         );
-        let (lcode, lout) = finish(child, Duration::from_secs(10));
+        let (lcode, lout, _) = wait_output(child, Duration::from_secs(10));
         assert_eq!(code, Some(0), "run {run}: {err}");
         assert_eq!(String::from_utf8_lossy(&out), "from-server\n", "run {run}");
         assert_eq!(String::from_utf8_lossy(&lout), "from-client\n", "run {run}");
         assert_eq!(lcode, Some(0), "run {run}");
     }
-}
-
-/// nginx with TLS on 127.0.0.1, as a child of the test, with its own prefix and config.
-struct Nginx {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        support::kill(&self.child, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx(d: &Path, cert: &Path, key: &Path) -> Nginx {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .expect("nginx is needed; .ci/run installs it");
-    std::fs::create_dir(d.join("www")).unwrap();
-    std::fs::create_dir(d.join("tmp")).unwrap();
-    std::fs::write(d.join("www/index.html"), "<h1>hello from nginx</h1>\n").unwrap();
-    // Worker processes may run as another user: let them read the files.
-    for p in [d.to_path_buf(), d.join("www")] {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    for f in [cert, key, &d.join("www/index.html")] {
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dd = d.display();
-    let conf = format!(
-        "worker_processes 1;
-pid {dd}/nginx.pid;
-error_log {dd}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log {dd}/access.log;
-    client_body_temp_path {dd}/tmp/body;
-    proxy_temp_path {dd}/tmp/proxy;
-    fastcgi_temp_path {dd}/tmp/fastcgi;
-    uwsgi_temp_path {dd}/tmp/uwsgi;
-    scgi_temp_path {dd}/tmp/scgi;
-    default_type text/html;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name localhost;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        root {dd}/www;
-        location / {{ index index.html; }}
-    }}
-}}
-",
-        cert = cert.display(),
-        key = key.display()
-    );
-    std::fs::write(d.join("nginx.conf"), conf).unwrap();
-    let mut child = Command::new(bin)
-        .arg("-p")
-        .arg(d)
-        .arg("-e")
-        .arg(d.join("error.log"))
-        .arg("-c")
-        .arg(d.join("nginx.conf"))
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "nginx exited early");
-        assert!(Instant::now() < deadline, "nginx did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Nginx { child, port }
 }
 
 /// Runs `asock [-q] connect --tls --ca CA --server-name localhost ADDR` with `request` on
@@ -317,10 +208,11 @@ fn connect_tls_to_nginx_prints_the_response_and_exits_0() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let server = nginx(
+    let server = asock_test_support::nginx_tls(
         dir.path(),
         &certs.join("server.pem"),
         &certs.join("server.key"),
+        "<h1>hello from nginx</h1>\n",
     );
     let ca = certs.join("ca.pem");
     let addr = format!("127.0.0.1:{}", server.port);

@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use asock::{a_socket, SelectorManager};
-use support::{echo_line, kill, stderr_line, wait_output, wait_until, Server, BIN};
+use asock_test_support::{kill, wait_output};
+use support::{echo_line, stderr_line, wait_until, Server, BIN};
 
 /// SIGTERM: no new connections, an open one finishes its work, and the server exits 0 as soon
 /// as it is gone.

@@ -1,23 +1,13 @@
 //! The tool's TLS: `asock cert`, `echo-server --tls-*`, `listen --tls-*` and `connect --tls`,
 //! against `openssl s_client`, `openssl s_server` and python's `ssl`, on 127.0.0.1 only.
 
+use asock_test_support::{have, openssl_s_server};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_asock");
-
-fn have(tool: &str, arg: &str) -> bool {
-    Command::new(tool)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
 
 fn certs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -107,7 +97,7 @@ fn openssl_s_client_and_python_against_echo_server() {
         0,
     );
     assert!(server.lines[0].starts_with("Started TLS echo telnet server at 127.0.0.1:"));
-    if have("openssl", "version") {
+    if have("openssl") {
         for flag in ["-tls1_2", "-tls1_3"] {
             let mut cmd = Command::new("openssl");
             cmd.args([
@@ -127,7 +117,7 @@ fn openssl_s_client_and_python_against_echo_server() {
             );
         }
     }
-    if have("python3", "--version") {
+    if have("python3") {
         for v in ["TLSv1_2", "TLSv1_3"] {
             let script = format!(
                 r#"
@@ -235,43 +225,18 @@ fn self_signed_prints_where_the_ca_is() {
 #[test]
 fn connect_tls_against_openssl_s_server() {
     assert!(
-        have("openssl", "version"),
+        have("openssl"),
         "{} is needed; .ci/run installs it",
         "openssl"
     );
     let dir = certs();
     for flag in ["-tls1_2", "-tls1_3"] {
-        let (mut s_server, port) = s_server(dir.path(), &[flag]);
+        let (mut s_server, port) = openssl_s_server(dir.path(), &[flag]);
         let got = connect_line(dir.path(), port, &[]);
         let _ = s_server.kill();
         let _ = s_server.wait();
         assert_eq!(got, "fedcba", "{flag}");
     }
-}
-
-/// Starts `openssl s_server -rev` (each line comes back reversed) with the test certificate
-/// and `extra` flags, on a free port; returns it and the port once it accepts.
-fn s_server(dir: &Path, extra: &[&str]) -> (Child, u16) {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let child = Command::new("openssl")
-        .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-rev"])
-        .args(["-cert", "server.pem", "-key", "server.key"])
-        .args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(30));
-    }
-    (child, port)
 }
 
 /// Runs `asock connect --tls` (trusting the test CA, name localhost, plus `extra`) to `port`,
@@ -316,7 +281,7 @@ fn connect_line(dir: &Path, port: u16, extra: &[&str]) -> String {
 #[test]
 fn listen_tls_relays_one_connection() {
     assert!(
-        have("python3", "--version"),
+        have("python3"),
         "{} is needed; .ci/run installs it",
         "python3"
     );
@@ -418,14 +383,12 @@ fn client_certs(dir: &Path) {
 
 #[test]
 fn connect_tls_presents_a_client_certificate_to_openssl_s_server() {
-    assert!(
-        have("openssl", "version"),
-        "openssl is needed; .ci/run installs it"
-    );
+    assert!(have("openssl"), "openssl is needed; .ci/run installs it");
     let dir = certs();
     client_certs(dir.path());
     // -Verify: a client certificate is required, checked against the client CA.
-    let (mut s_server, port) = s_server(dir.path(), &["-Verify", "1", "-CAfile", "cca.pem"]);
+    let (mut s_server, port) =
+        openssl_s_server(dir.path(), &["-Verify", "1", "-CAfile", "cca.pem"]);
     let with = connect_line(
         dir.path(),
         port,

@@ -1,10 +1,11 @@
 //! `asock echo-server/connect/listen` with `--udp` and `--unix`, driven with socat, python3 and
 //! plain std sockets as peers (127.0.0.1 and temp-dir paths only).
 
+use asock_test_support::run_text as run;
+use asock_test_support::{have, is_socket};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::UdpSocket;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,48 +35,6 @@ fn echo_server(args: &[&str]) -> (Proc, String) {
         .read_line(&mut first)
         .unwrap();
     (Proc(child), first.trim().to_string())
-}
-
-/// Runs a command with `stdin` fed, bounded in time; returns (status, stdout, stderr).
-fn run(cmd: &mut Command, stdin: &[u8], secs: u64) -> (Option<i32>, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("command did not finish in {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = feeder.join();
-    let mut out = String::new();
-    let mut err = String::new();
-    child.stdout.unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.unwrap().read_to_string(&mut err).unwrap();
-    (status, out, err)
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg(if cmd == "python3" { "--version" } else { "-V" })
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
 }
 
 fn udp_client() -> UdpSocket {
@@ -281,11 +240,6 @@ fn listen_udp_answers_the_first_sender() {
     let (n, from) = first.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"reply from stdin\n");
     assert_eq!(from.port(), port);
-}
-
-fn is_socket(p: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
 }
 
 #[test]

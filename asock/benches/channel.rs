@@ -6,6 +6,11 @@
 //!
 //! `cargo bench -p asock --bench channel`
 
+#![allow(
+    missing_docs,
+    reason = "criterion_group! makes an undocumented public function"
+)]
+
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;

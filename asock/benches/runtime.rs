@@ -3,6 +3,11 @@
 //!
 //! `cargo bench -p asock --bench runtime`
 
+#![allow(
+    missing_docs,
+    reason = "criterion_group! makes an undocumented public function"
+)]
+
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

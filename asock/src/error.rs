@@ -4,6 +4,11 @@ use std::io;
 
 use crate::address::SocketAddress;
 
+/// The error behind a TLS failure, kept as [`Error::Tls`]'s and [`Error::TlsConfig`]'s
+/// [`source`](std::error::Error::source): a `rustls::Error`, the `io::Error` of a file that
+/// could not be read, a PEM parse error, ... (downcast it to look inside).
+pub type TlsSource = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A specialised [`Result`](std::result::Result) for asock operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -146,11 +151,16 @@ pub enum Error {
     },
     /// A TLS handshake or TLS session failed; `reason` says why in a form to match on.
     #[error("TLS {reason}: {detail}")]
+    #[non_exhaustive]
     Tls {
         /// Why it failed.
         reason: TlsReason,
         /// More detail, fit to show a user (rustls's own message, the alert received, ...).
         detail: String,
+        /// The `rustls::Error` it came from, when rustls reported it (not for a timeout or
+        /// an early end of stream).
+        #[source]
+        source: Option<TlsSource>,
     },
     /// A socket option was set that does not apply to the kind of socket being made (say
     /// `linger` on a UDP socket); nothing was created.
@@ -163,8 +173,16 @@ pub enum Error {
     },
     /// A TLS configuration could not be built: unreadable or malformed PEM, a key that does not
     /// match its certificate, an invalid server name.
-    #[error("TLS configuration: {0}")]
-    TlsConfig(String),
+    #[error("TLS configuration: {detail}")]
+    #[non_exhaustive]
+    TlsConfig {
+        /// What was wrong, fit to show a user.
+        detail: String,
+        /// The error behind it, when there is one: the `io::Error` of a file that could not
+        /// be read, the PEM parser's error, the `rustls::Error` of a key that does not match.
+        #[source]
+        source: Option<TlsSource>,
+    },
 }
 
 /// Why a TLS handshake or session failed: the `reason` of [`Error::Tls`].
@@ -236,6 +254,51 @@ impl std::fmt::Display for TlsReason {
 }
 
 impl Error {
+    /// A TLS failure with no underlying error (a timeout, an early end of stream).
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(reason: TlsReason, detail: impl Into<String>) -> Error {
+        Error::Tls {
+            reason,
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// A TLS failure caused by `source` (a `rustls::Error`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_from(
+        reason: TlsReason,
+        detail: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Tls {
+            reason,
+            detail: detail.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// A TLS configuration error with no underlying error.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_config(detail: impl Into<String>) -> Error {
+        Error::TlsConfig {
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// A TLS configuration error caused by `source`.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_config_from(
+        detail: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::TlsConfig {
+            detail: detail.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
     /// Wraps an OS error from operation `op`, picking a specific variant where one fits.
     pub(crate) fn io(op: &'static str, source: io::Error) -> Error {
         match source.kind() {
@@ -290,7 +353,9 @@ impl Error {
                 TlsReason::HandshakeEof | TlsReason::Truncated => io::ErrorKind::UnexpectedEof,
                 _ => io::ErrorKind::InvalidData,
             },
-            Error::TlsConfig(_) | Error::UnsupportedOption { .. } => io::ErrorKind::InvalidInput,
+            Error::TlsConfig { .. } | Error::UnsupportedOption { .. } => {
+                io::ErrorKind::InvalidInput
+            }
         }
     }
 }

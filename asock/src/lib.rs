@@ -126,7 +126,8 @@
 //! error's `source`; [`Error::io_kind`] and `From<Error> for std::io::Error` bridge to
 //! `std::io` (the interop traits use them, and an asock error survives the round trip
 //! through `io::Error`). The library never panics on I/O errors or on anything a peer sends,
-//! and writes never raise `SIGPIPE`.
+//! and writes never raise `SIGPIPE` (`MSG_NOSIGNAL` on Linux and the BSDs, `SO_NOSIGPIPE` on
+//! macOS and iOS).
 //!
 //! ## Cancel safety
 //!
@@ -166,8 +167,6 @@
 //! | `tokio` | no | tokio's I/O traits on the same types |
 //! | `test-certs` | no | [`tls::test_certs`]: a test CA and certificates (rcgen) |
 //! | `hyper` | no | `compat::hyper`: hyper 1.x's I/O, executor and timer traits on asock |
-
-#![warn(missing_docs)]
 
 pub mod address;
 pub mod channel;

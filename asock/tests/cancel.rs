@@ -2,25 +2,11 @@
 //! before it completes loses no bytes, and a write future dropped after its first poll loses
 //! none either. Each read is cancelled through `asock::time::timeout`, then started again.
 
+use asock_test_support::{pair, selector};
 use std::time::Duration;
 
 use asock::time::timeout;
-use asock::{a_socket, ByteReadChannel, ByteWriteChannel, Error, SelectorManager, Socket};
-
-fn selector() -> SelectorManager {
-    SelectorManager::builder().threads(2).build().unwrap()
-}
-
-/// A connected pair on 127.0.0.1: (accepted side, client side).
-async fn pair(sel: &SelectorManager) -> (Socket, Socket) {
-    let server = a_socket(sel).tcp().bind("127.0.0.1:0").await.unwrap();
-    let client = a_socket(sel)
-        .tcp()
-        .connect(server.local_address().clone())
-        .await
-        .unwrap();
-    (server.accept().await.unwrap(), client)
-}
+use asock::{a_socket, ByteReadChannel, ByteWriteChannel, Error};
 
 const SHORT: Duration = Duration::from_millis(20);
 
@@ -33,7 +19,7 @@ fn is_timeout<T>(r: &asock::Result<T>) -> bool {
 fn partial_reads_cancelled_then_resumed_lose_nothing() {
     let sel = selector();
     sel.run_blocking(async {
-        let (a, b) = pair(&sel).await;
+        let (b, a) = pair(&sel).await;
         let mut input: ByteReadChannel = a.open_read_channel();
         let mut out: ByteWriteChannel = b.open_write_channel(true);
 
@@ -140,7 +126,7 @@ fn partial_reads_cancelled_then_resumed_lose_nothing() {
 fn lines_and_frames_survive_constant_cancellation() {
     let sel = selector();
     sel.run_blocking(async {
-        let (a, b) = pair(&sel).await;
+        let (b, a) = pair(&sel).await;
         const LINES: usize = 500;
         let writer = sel.launch(async move {
             let mut out = b.open_write_channel(true);
@@ -209,7 +195,7 @@ fn lines_and_frames_survive_constant_cancellation() {
 fn write_dropped_while_blocked_loses_nothing() {
     let sel = selector();
     sel.run_blocking(async {
-        let (a, b) = pair(&sel).await;
+        let (b, a) = pair(&sel).await;
         b.set_send_buffer_size(16 * 1024).unwrap();
         a.set_receive_buffer_size(16 * 1024).unwrap();
         let mut out = b.open_write_channel(false);

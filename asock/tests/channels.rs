@@ -1,11 +1,9 @@
 //! ByteReadChannel / ByteWriteChannel semantics over real loopback sockets.
 
-mod common;
-
 use std::time::Duration;
 
 use asock::Error;
-use common::{pair, selector, within};
+use asock_test_support::{pair, selector, within};
 use futures::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 #[test]

@@ -5,15 +5,13 @@
 //!
 //! The far ends are plain blocking `std::net` sockets on threads: independent peers.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use asock::{a_socket, ByteWriteChannel, Error, SelectorManager, Socket, SocketAddress};
-use common::{selector, within};
+use asock_test_support::{selector, within};
 
 /// A reproducible byte stream (xorshift64*), so 100 MiB can be checked without keeping it.
 struct Gen(u64);
@@ -560,24 +558,11 @@ fn closed_write_channel_refuses_copies() {
 #[cfg(feature = "test-certs")]
 mod tls {
     use super::*;
-    use asock::tls::test_certs::TestCa;
-    use asock::tls::{TlsConfig, TlsServerConfig};
 
     /// TLS on either side takes the buffer path; the bytes are the same.
     #[test]
     fn tls_source_and_destination_copy_exactly() {
-        let ca = TestCa::new("copy CA").unwrap();
-        let cert = ca.server_cert(&["localhost"]).unwrap();
-        let scfg =
-            TlsServerConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
-        let ccfg = TlsConfig::client()
-            .os_roots(false)
-            .add_root_pem(ca.cert_pem().as_bytes())
-            .unwrap()
-            .server_name("localhost")
-            .unwrap()
-            .build()
-            .unwrap();
+        let (scfg, ccfg) = asock_test_support::tls_configs(&["localhost"], "localhost");
         let data = Gen::bytes(15, 5 << 20);
         let file = temp_file(&data);
         let sel = selector();

@@ -6,8 +6,6 @@
 //! Each test includes its example's source as a module, so what runs here is the example's own
 //! code. `.ci/run` installs curl and python3-websockets; a test fails (never skips) without them.
 
-mod common;
-
 #[allow(dead_code)]
 #[path = "../examples/hyper_server.rs"]
 mod hyper_server;
@@ -20,6 +18,7 @@ mod hyper_client;
 #[path = "../examples/ws_echo_server.rs"]
 mod ws_echo_server;
 
+use asock_test_support as common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -7,8 +7,6 @@
 //! code. The server binaries are installed by `.ci/run`; a test fails (never skips) without
 //! them.
 
-mod common;
-
 #[allow(dead_code)]
 #[path = "../examples/redis_client.rs"]
 mod redis_client;
@@ -29,6 +27,7 @@ mod multicast_presence;
 #[path = "../examples/udp_gso.rs"]
 mod udp_gso;
 
+use asock_test_support as common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
@@ -78,26 +77,6 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 }
 
 /// A server process, stopped with SIGTERM (then SIGKILL) when dropped.
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 // ---- Redis ----
 
 #[test]
@@ -115,7 +94,7 @@ fn redis_client_against_redis_server() {
         .spawn()
         .expect("start redis-server");
     wait_for_port(port, &mut child, "redis-server");
-    let _server = Server { child };
+    let _server = common::Terminate(child);
 
     use redis_client::{Redis, Reply};
     let sel = common::selector();
@@ -185,68 +164,15 @@ fn redis_client_against_redis_server() {
 fn https_client_against_nginx_with_alpn() {
     use asock::tls::test_certs::TestCa;
 
-    let nginx = find_binary("nginx");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ca = TestCa::new("asock example CA").unwrap();
     let cert = ca.server_cert(&["localhost", "127.0.0.1"]).unwrap();
     std::fs::write(d.join("server.pem"), &cert.chain_pem).unwrap();
     std::fs::write(d.join("server.key"), &cert.key_pem).unwrap();
-    std::fs::create_dir(d.join("www")).unwrap();
     let page = "<h1>hello from nginx</h1>\n".repeat(1000); // 26 KB: several TLS records
-    std::fs::write(d.join("www/index.html"), &page).unwrap();
-    std::fs::create_dir(d.join("tmp")).unwrap();
-    // Worker processes may run as another user: let them read the temp dir.
-    for p in [d, &d.join("www")] {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    for f in ["server.pem", "server.key", "www/index.html"] {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let port = free_port();
-    let dd = d.display();
-    let conf = format!(
-        "worker_processes 1;
-pid {dd}/nginx.pid;
-error_log {dd}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log {dd}/access.log;
-    client_body_temp_path {dd}/tmp/body;
-    proxy_temp_path {dd}/tmp/proxy;
-    fastcgi_temp_path {dd}/tmp/fastcgi;
-    uwsgi_temp_path {dd}/tmp/uwsgi;
-    scgi_temp_path {dd}/tmp/scgi;
-    default_type text/html;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name localhost;
-        ssl_certificate {dd}/server.pem;
-        ssl_certificate_key {dd}/server.key;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        root {dd}/www;
-        location / {{ index index.html; }}
-    }}
-}}
-"
-    );
-    std::fs::write(d.join("nginx.conf"), conf).unwrap();
-    let mut child = Command::new(nginx)
-        .arg("-p")
-        .arg(d)
-        .arg("-e")
-        .arg(d.join("error.log"))
-        .arg("-c")
-        .arg(d.join("nginx.conf"))
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx");
-    wait_for_port(port, &mut child, "nginx");
-    let _server = Server { child };
+    let nginx = common::nginx_tls(d, &d.join("server.pem"), &d.join("server.key"), &page);
+    let port = nginx.port;
 
     let sel = common::selector();
     let ca_pem = ca.cert_pem();

@@ -1,12 +1,11 @@
 //! The `file_server` example (its own code, included as a module) against plain std clients
 //! and `nc`: whole files byte-exact, pipelined requests, refused names.
 
-mod common;
-
 #[allow(dead_code)]
 #[path = "../examples/file_server.rs"]
 mod file_server;
 
+use asock_test_support as common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};

@@ -2,9 +2,8 @@
 //! `futures`' adapters (`lines`, `copy`, `split`, `BufReader`), on a foreign executor
 //! (`futures::executor`) and on asock's own loops. All sockets on 127.0.0.1.
 
-mod common;
-
 use asock::a_socket;
+use asock_test_support as common;
 use futures::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use futures::TryStreamExt;
 

@@ -2,8 +2,8 @@
 //! on the channels, a `Connection` and a `TlsSocket`, and tokio-util's `LinesCodec` over an
 //! asock socket. All sockets on 127.0.0.1.
 
-mod common;
-
+use asock_test_support as common;
+use asock_test_support::within;
 use std::time::Duration;
 
 use asock::{a_socket, SelectorManager};
@@ -16,11 +16,6 @@ fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("tokio runtime")
-}
-
-/// Bounds a step in time, measured by a plain thread so it needs no tokio timer.
-async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
-    common::within(secs, f).await
 }
 
 /// Starts a line echo server on asock's own loops and returns its address.
@@ -158,20 +153,8 @@ fn tokio_io_traits_on_the_channels() {
 #[cfg(feature = "test-certs")]
 #[test]
 fn tokio_io_traits_on_a_tls_socket() {
-    use asock::tls::{test_certs::TestCa, TlsConfig, TlsServerConfig};
-
-    let ca = TestCa::new("interop CA").unwrap();
-    let cert = ca.server_cert(&["localhost"]).unwrap();
-    let server_config =
-        TlsServerConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
-    let client_config = TlsConfig::client()
-        .os_roots(false)
-        .add_root_pem(ca.cert_pem().as_bytes())
-        .unwrap()
-        .server_name("localhost")
-        .unwrap()
-        .build()
-        .unwrap();
+    let (server_config, client_config) =
+        asock_test_support::tls_configs(&["localhost"], "localhost");
     let sel = common::selector();
     tokio_rt().block_on(within(20, async {
         let server = a_socket(&sel)

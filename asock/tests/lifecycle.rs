@@ -2,15 +2,13 @@
 //! sections, and docs/design.md §2): what timeouts, `close`, drop and a manager's close do to
 //! pending operations and descriptors. Real sockets on 127.0.0.1.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asock::{a_socket, Error, SelectorManager};
-use common::{pair, selector, within};
+use asock_test_support::{pair, selector, within};
 
 fn is_closed(e: &Error) -> bool {
     matches!(e, Error::Closed(_))
@@ -477,20 +475,7 @@ fn channels_count_bytes_through_methods_and_traits() {
 #[cfg(feature = "test-certs")]
 #[test]
 fn tls_reads_get_a_full_period_of_waiting_too() {
-    use asock::tls::test_certs::TestCa;
-    use asock::tls::{TlsConfig, TlsServerConfig};
-    let ca = TestCa::new("lifecycle CA").unwrap();
-    let cert = ca.server_cert(&["localhost"]).unwrap();
-    let server_cfg =
-        TlsServerConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
-    let client_cfg = TlsConfig::client()
-        .os_roots(false)
-        .add_root_pem(ca.cert_pem().as_bytes())
-        .unwrap()
-        .server_name("localhost")
-        .unwrap()
-        .build()
-        .unwrap();
+    let (server_cfg, client_cfg) = asock_test_support::tls_configs(&["localhost"], "localhost");
     let sel = selector();
     sel.run_blocking(async {
         let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await.unwrap();

@@ -2,12 +2,10 @@
 //! behind. One test per file: it counts the process's descriptors and threads, which other
 //! tests running in parallel would disturb.
 
-mod common;
-
 use std::time::Duration;
 
 use asock::{a_socket, SelectorManager};
-use common::pair;
+use asock_test_support::pair;
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())

@@ -1,7 +1,5 @@
 //! Per-loop listeners: one `SO_REUSEPORT` socket per event loop, accepted and served there.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -10,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use asock::{a_socket, Error, SelectorManager, ServerSocket};
-use common::within;
+use asock_test_support::within;
 
 fn two_loops() -> SelectorManager {
     SelectorManager::builder()

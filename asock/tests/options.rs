@@ -1,12 +1,10 @@
 //! Every option on every builder takes effect (read back with getsockopt) or is refused with
 //! `Error::UnsupportedOption`; none is silently ignored.
 
-mod common;
-
 use std::time::Duration;
 
 use asock::{a_socket, Error, SocketAddress};
-use common::selector;
+use asock_test_support::selector;
 use socket2::SockRef;
 
 #[test]

@@ -1,13 +1,12 @@
 //! The runtime: tasks, join handles, timers, shutdown, foreign executors.
 
-mod common;
-
+use asock_test_support as common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asock::{a_socket, Error, SelectorManager};
-use common::within;
+use asock_test_support::within;
 
 /// Live threads of this process whose name starts with `prefix`.
 fn threads_named(prefix: &str) -> usize {

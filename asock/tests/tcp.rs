@@ -1,12 +1,10 @@
 //! TCP sockets: connect, accept, options, faults.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use asock::{a_socket, Error, SocketAddress};
-use common::{pair, selector, within};
+use asock_test_support::{pair, selector, within};
 
 #[test]
 fn echo_round_trip_and_addresses() {

@@ -1,6 +1,7 @@
 //! TLS client and server: real sockets on 127.0.0.1, against asock itself, `openssl s_client`,
 //! `openssl s_server` and python's `ssl` module.
 
+use asock_test_support::{have, openssl_s_server, selector, wait_output};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -11,10 +12,6 @@ use std::time::{Duration, Instant};
 use asock::tls::test_certs::{KeyType, TestCa, TestCert};
 use asock::tls::{ClientAuth, TlsConfig, TlsServerConfig, TlsServerSocket, TlsSocket, TlsVersion};
 use asock::{a_socket, Error, SelectorManager, TlsReason};
-
-fn selector() -> SelectorManager {
-    SelectorManager::builder().threads(2).build().unwrap()
-}
 
 struct Pki {
     ca: TestCa,
@@ -896,20 +893,6 @@ fn futures_io_traits() {
 
 // ---- interop with independent peers -------------------------------------------------------
 
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg(if tool == "openssl" {
-            "version"
-        } else {
-            "--version"
-        })
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 fn write_pki(pki: &Pki, client: Option<&TestCert>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), pki.ca.cert_pem()).unwrap();
@@ -981,31 +964,10 @@ fn openssl_s_client_against_asock_server() {
             .spawn()
             .unwrap();
         child.stdin.as_mut().unwrap().write_all(b"hello\n").unwrap();
-        let out = wait_output(child, Duration::from_secs(10));
+        let out =
+            String::from_utf8_lossy(&wait_output(child, Duration::from_secs(10)).1).into_owned();
         assert_eq!(out.trim(), format!("hello {name}"), "{flag}");
     }
-}
-
-fn wait_output(mut child: std::process::Child, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        if let Some(_status) = child.try_wait().unwrap() {
-            break;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    out
 }
 
 #[test]
@@ -1052,33 +1014,6 @@ with socket.create_connection(("127.0.0.1", {port})) as raw:
         let want = v.replace('_', ".");
         assert_eq!(stdout.trim(), format!("hi {want} {want}"));
     }
-}
-
-/// `openssl s_server -rev` answers each line reversed.
-fn openssl_s_server(dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, u16) {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let child = Command::new("openssl")
-        .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-rev"])
-        .args(["-cert", "server.pem", "-key", "server.key"])
-        .args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "s_server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(30));
-    }
-    (child, port)
 }
 
 #[test]

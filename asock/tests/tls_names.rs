@@ -2,24 +2,11 @@
 //! as rustls-webpki implements it). Ktor's JVM verifier is more lenient on the two rules marked
 //! below; docs/from-ktor.md and the `asock::tls` docs say so.
 
-use asock::tls::test_certs::{TestCa, TestCert};
-use asock::tls::{TlsConfig, TlsServerConfig};
 use asock::{a_socket, Error, SelectorManager, TlsReason};
 
 /// Serves `cert` on 127.0.0.1 and connects verifying `name`; the client's handshake result.
 fn verify(cert_names: &[&str], name: &str) -> asock::Result<()> {
-    let ca = TestCa::new("names CA").unwrap();
-    let cert: TestCert = ca.server_cert(cert_names).unwrap();
-    let server_cfg =
-        TlsServerConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
-    let client_cfg = TlsConfig::client()
-        .os_roots(false)
-        .add_root_pem(ca.cert_pem().as_bytes())
-        .unwrap()
-        .server_name(name)
-        .unwrap()
-        .build()
-        .unwrap();
+    let (server_cfg, client_cfg) = asock_test_support::tls_configs(cert_names, name);
     let sel = SelectorManager::builder().threads(1).build().unwrap();
     sel.run_blocking(async {
         let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await.unwrap();

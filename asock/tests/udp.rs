@@ -1,6 +1,7 @@
 //! UDP datagram sockets on real sockets (127.0.0.1 and ::1 only), including the faults the
 //! issue lists, and socat / python3 as independent peers.
 
+use asock_test_support::{have, selector, within};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -10,20 +11,6 @@ use std::time::{Duration, Instant};
 use asock::{a_socket, Datagram, Error, SelectorManager, SocketAddress};
 use bytes::Bytes;
 use futures::StreamExt;
-
-fn selector() -> SelectorManager {
-    SelectorManager::builder()
-        .threads(2)
-        .build()
-        .expect("selector")
-}
-
-/// Fails the test if `f` takes longer than `secs`.
-async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
-    asock::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test step timed out")
-}
 
 /// Nothing arrives on `s` within `ms`.
 async fn nothing_arrives(s: &asock::BoundDatagramSocket, ms: u64) -> bool {
@@ -711,15 +698,6 @@ fn addresses_parse_and_display() {
 }
 
 // ----- independent peers -----
-
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg(if cmd == "python3" { "--version" } else { "-V" })
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
 
 /// A python3 UDP echo peer on 127.0.0.1; its port is its first stdout line.
 struct PyEcho(std::process::Child, u16);

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asock::{a_socket, Datagram, Error};
-use common::{selector, within};
+use asock_test_support::{selector, within};
 use futures::StreamExt;
-
-mod common;
 
 #[test]
 fn several_receivers_on_one_socket_are_all_served() {

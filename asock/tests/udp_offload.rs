@@ -1,23 +1,10 @@
 //! UDP segmentation and receive offload (GSO/GRO) on loopback, IPv4 and IPv6: `send_batch`
 //! with GSO on and off, GRO splitting (with a short last segment), connected and Unix sockets.
 
-use std::time::Duration;
+use asock_test_support::{selector_with, within};
 
 use asock::{a_socket, Error, SelectorManager, SocketAddress};
 use bytes::Bytes;
-
-fn selector() -> SelectorManager {
-    SelectorManager::builder()
-        .threads(1)
-        .build()
-        .expect("selector")
-}
-
-async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
-    asock::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test step timed out")
-}
 
 /// 40 segments of 1,200 bytes, the last 500: each segment's bytes name its index.
 fn batch() -> (Bytes, Vec<usize>) {
@@ -63,7 +50,7 @@ fn check(got: &[asock::Datagram], sizes: &[usize], from: &SocketAddress) {
 }
 
 fn round_trip(host: &str, gso: bool, gro: bool) {
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let server = a_socket(&sel).udp().gro(gro).bind(host).await.unwrap();
         let client = a_socket(&sel).udp().gso(gso).bind(host).await.unwrap();
@@ -86,7 +73,7 @@ fn round_trip(host: &str, gso: bool, gro: bool) {
 
 #[test]
 fn gso_is_detected_on_linux() {
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(async {
         let s = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
         // The CI and development machines run Linux 5+.
@@ -115,7 +102,7 @@ fn send_batch_without_gso() {
 #[test]
 fn send_batch_past_the_segment_limit_sends_several_gso_messages() {
     // 150 segments of 100 bytes: three GSO sends (64 + 64 + 22).
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let (server, client) = pair(&sel, true).await;
         let buf: Vec<u8> = (0..150u32).flat_map(|i| [i as u8; 100]).collect();
@@ -133,7 +120,7 @@ fn send_batch_past_the_segment_limit_sends_several_gso_messages() {
 
 #[test]
 fn send_batch_on_connected_and_unix_sockets() {
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let server = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
         let client = a_socket(&sel)
@@ -180,7 +167,7 @@ fn send_batch_on_connected_and_unix_sockets() {
 
 #[test]
 fn send_batch_refuses_bad_segment_sizes_before_any_syscall() {
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(async {
         let s = a_socket(&sel).udp().bind("127.0.0.1:0").await.unwrap();
         let to = s.local_address().clone();
@@ -198,7 +185,7 @@ fn send_batch_refuses_bad_segment_sizes_before_any_syscall() {
 fn outgoing_sends_runs_of_equal_datagrams_whole_and_in_order() {
     // Queued in one go, 40 datagrams to one peer (the last shorter) can leave as one GSO send,
     // then two other sizes and a second peer break the runs; every datagram arrives intact.
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let a = a_socket(&sel)
             .udp()
@@ -242,7 +229,7 @@ fn outgoing_sends_runs_of_equal_datagrams_whole_and_in_order() {
 /// Sends the 40-segment batch to a fresh receiver (GRO as asked) and collects what
 /// `receive_batch` hands out until all 40 datagrams are in: the batches and the datagrams.
 fn receive_batches(host: &str, gro: bool) -> (Vec<asock::DatagramBatch>, SocketAddress) {
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let server = a_socket(&sel).udp().gro(gro).bind(host).await.unwrap();
         let client = a_socket(&sel).udp().bind(host).await.unwrap();
@@ -294,7 +281,7 @@ fn receive_batch_without_gro_is_one_datagram_per_batch() {
 fn receive_and_receive_batch_share_one_buffer_in_order() {
     // `receive` takes the first two datagrams of a coalesced buffer, `receive_batch` the rest
     // whole; then an empty datagram is a batch of one empty packet.
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let (server, client) = pair(&sel, true).await;
         let (buf, sizes) = batch();
@@ -324,7 +311,7 @@ fn large_receives_reuse_buffers_only_once_every_slice_is_dropped() {
     // Coalesced buffers are handed out in the receive buffers the kernel wrote, which the socket
     // takes back once dropped: a batch still held must never be overwritten by a later
     // receive, and one dropped is reused with the new bytes.
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let (server, client) = pair(&sel, true).await;
         let to = server.local_address().clone();
@@ -357,7 +344,7 @@ fn outgoing_sends_runs_to_many_peers_together_and_intact() {
     // Runs of equal datagrams to four peers, interleaved with single ones, queued in one go:
     // they leave as GSO runs and plain datagrams in shared `sendmmsg` calls; each peer gets its
     // own, intact and in order.
-    let sel = selector();
+    let sel = selector_with(1);
     sel.run_blocking(within(10, async {
         let mut peers = Vec::new();
         for _ in 0..4 {
@@ -406,7 +393,7 @@ fn outgoing_send_batch_queues_runs_whole_with_and_without_gso() {
     // A queued batch (40 segments, the last shorter) between single datagrams: everything
     // arrives intact and in order, with GSO (the run leaves whole) and without (as datagrams).
     for gso in [true, false] {
-        let sel = selector();
+        let sel = selector_with(1);
         sel.run_blocking(within(10, async {
             let (server, client) = pair(&sel, gso).await;
             let to = server.local_address().clone();

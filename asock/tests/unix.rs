@@ -2,6 +2,7 @@
 //! through `.tcp()`, datagrams through `.udp()`, stale files, peer credentials, and socat /
 //! python3 as independent peers.
 
+use asock_test_support::{have, is_socket, selector, within};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,26 +11,8 @@ use std::time::Duration;
 use asock::{a_socket, Datagram, Error, SelectorManager, ServerSocket, SocketAddress};
 use bytes::Bytes;
 
-fn selector() -> SelectorManager {
-    SelectorManager::builder()
-        .threads(2)
-        .build()
-        .expect("selector")
-}
-
-async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
-    asock::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test step timed out")
-}
-
 fn unix(p: &Path) -> SocketAddress {
     SocketAddress::Unix(p.to_path_buf())
-}
-
-fn is_socket(p: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
 }
 
 /// Line echo on every connection of `server`, each on its own task; returns a handle that
@@ -435,15 +418,6 @@ fn unix_datagram_too_large_from_a_foreign_peer_is_typed() {
 }
 
 // ----- independent peers -----
-
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg(if cmd == "python3" { "--version" } else { "-V" })
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
 
 #[test]
 fn socat_and_python_against_asock_unix_echo() {

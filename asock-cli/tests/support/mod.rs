@@ -1,5 +1,6 @@
-//! Helpers for the hardening and soak tests: an `asock echo-server` child process and what
-//! /proc says about it.
+//! Helpers for the tool's tests that need its binary (an `asock echo-server` child process,
+//! running `asock` with input) and what /proc says about a process. The helpers both test
+//! trees share are in the `asock-test-support` crate.
 
 #![allow(dead_code)] // each test file uses a different subset
 
@@ -9,6 +10,8 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use asock_test_support::run_for;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_asock");
 
@@ -269,50 +272,7 @@ impl Rng {
 /// Runs `asock ARGS` with `stdin` as its input, for at most `limit` (then kills it); its exit
 /// code (None: killed), stdout and stderr.
 pub fn run_asock(args: &[&str], stdin: &[u8], limit: Duration) -> (Option<i32>, Vec<u8>, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start asock");
-    let input = stdin.to_vec();
-    let mut pipe = child.stdin.take().unwrap();
-    std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let (code, out, err) = wait_output(child, limit);
-    (code, out, err)
-}
-
-/// Waits for `child` at most `limit` (then kills it); its exit code (None: killed), stdout and
-/// stderr (both must be piped).
-pub fn wait_output(mut child: Child, limit: Duration) -> (Option<i32>, Vec<u8>, String) {
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let o = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let e = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        String::from_utf8_lossy(&v).into_owned()
-    });
-    let start = Instant::now();
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    (code, o.join().unwrap(), e.join().unwrap())
+    run_for(Command::new(BIN).args(args), stdin, limit)
 }
 
 /// Reads `child`'s stderr until a line contains `marker`; returns that line. The rest of
@@ -350,11 +310,4 @@ pub fn stderr_line(
         .recv_timeout(limit)
         .unwrap_or_else(|_| panic!("no stderr line with the marker within {limit:?}"));
     (line, rest_rx)
-}
-
-/// Sends `sig` to a child process.
-pub fn kill(child: &Child, sig: i32) {
-    // SAFETY: kill(2) on our own child, not yet reaped (the caller owns it).
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
 }

@@ -2,8 +2,6 @@
 
 use std::future::poll_fn;
 use std::io;
-#[cfg(any(feature = "futures-io", feature = "tokio"))]
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -756,71 +754,28 @@ impl Drop for ByteReadChannel {
     }
 }
 
-#[cfg(feature = "futures-io")]
-impl futures_io::AsyncRead for ByteReadChannel {
-    fn poll_read(
-        self: Pin<&mut Self>,
+/// The poll functions behind the I/O traits (`compat/futures_io.rs`, `compat/tokio.rs`).
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
+impl ByteReadChannel {
+    #[cfg(feature = "futures-io")] // tokio's read goes through the buffer (poll_fill_buf_io)
+    pub(crate) fn poll_read_io(
+        &mut self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_read_available(cx, buf)
-            .map_err(io::Error::from)
+        self.poll_read_available(cx, buf).map_err(io::Error::from)
     }
-}
 
-#[cfg(feature = "futures-io")]
-impl futures_io::AsyncBufRead for ByteReadChannel {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        if ready!(this.poll_ensure(cx, 1)).map_err(io::Error::from)? {
-            Poll::Ready(Ok(&this.buf[this.start..this.end]))
+    pub(crate) fn poll_fill_buf_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        if ready!(self.poll_ensure(cx, 1)).map_err(io::Error::from)? {
+            Poll::Ready(Ok(self.buffered()))
         } else {
             Poll::Ready(Ok(&[]))
         }
     }
 
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        let this = self.get_mut();
-        ByteReadChannel::consume(this, amt);
-    }
-}
-
-/// tokio's reader traits (feature `tokio`): one copy, from the channel's buffer into the
-/// caller's `ReadBuf`, with no zeroing of uninitialised memory.
-#[cfg(feature = "tokio")]
-impl tokio::io::AsyncRead for ByteReadChannel {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        if ready!(this.poll_ensure(cx, 1)).map_err(io::Error::from)? {
-            let n = buf.remaining().min(this.available_for_read());
-            buf.put_slice(&this.buf[this.start..this.start + n]);
-            this.advance(n);
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl tokio::io::AsyncBufRead for ByteReadChannel {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        if ready!(this.poll_ensure(cx, 1)).map_err(io::Error::from)? {
-            Poll::Ready(Ok(&this.buf[this.start..this.end]))
-        } else {
-            Poll::Ready(Ok(&[]))
-        }
-    }
-
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        ByteReadChannel::consume(self.get_mut(), amt);
+    pub(crate) fn consume_io(&mut self, amt: usize) {
+        self.consume(amt);
     }
 }
 

@@ -2,8 +2,6 @@
 
 use std::future::poll_fn;
 use std::io;
-#[cfg(any(feature = "futures-io", feature = "tokio"))]
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
@@ -376,10 +374,15 @@ impl Drop for ByteWriteChannel {
     }
 }
 
-/// The poll functions behind the `futures_io` and tokio writer traits.
+/// The poll functions behind the I/O traits (`compat/futures_io.rs`, `compat/tokio.rs`); the
+/// close is [`ByteWriteChannel::close`]: flush, then half-close.
 #[cfg(any(feature = "futures-io", feature = "tokio"))]
 impl ByteWriteChannel {
-    fn poll_write_io(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_write_io(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self;
         if this.closed {
             return Poll::Ready(Err(Error::Closed("write channel").into()));
@@ -407,7 +410,11 @@ impl ByteWriteChannel {
         Poll::Ready(Ok(n))
     }
 
-    fn poll_close_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_flush_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush_all(cx).map_err(io::Error::from)
+    }
+
+    pub(crate) fn poll_close_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self;
         if this.closed {
             return Poll::Ready(Ok(()));
@@ -417,46 +424,6 @@ impl ByteWriteChannel {
         this.closed = true;
         this.src.write_finished();
         Poll::Ready(Ok(()))
-    }
-}
-
-#[cfg(feature = "futures-io")]
-impl futures_io::AsyncWrite for ByteWriteChannel {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_io(cx, data)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_flush_all(cx).map_err(io::Error::from)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_close_io(cx)
-    }
-}
-
-/// tokio's writer trait (feature `tokio`). `poll_shutdown` is [`ByteWriteChannel::close`]:
-/// flush, then half-close.
-#[cfg(feature = "tokio")]
-impl tokio::io::AsyncWrite for ByteWriteChannel {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_io(cx, data)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_flush_all(cx).map_err(io::Error::from)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_close_io(cx)
     }
 }
 

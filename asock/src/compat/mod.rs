@@ -1,119 +1,77 @@
 //! Interoperability with the rest of the async ecosystem.
 //!
-//! - A [`Connection`] (and a TLS [`TlsConnection`](crate::tls::TlsConnection)) is one duplex
-//!   stream: reads go to its `input` channel, writes to its `output` channel. With the
-//!   `futures-io` feature (default) they implement `futures_io::AsyncRead`/`AsyncBufRead`/
-//!   `AsyncWrite`, with `tokio` tokio's traits: what codecs that want one `AsyncRead +
-//!   AsyncWrite` value (tokio-util's `Framed`, `futures`' `split`, async-tungstenite) take. The
-//!   impls for the channels themselves and for `TlsSocket` sit next to those types.
+//! - The I/O traits (`futures_io.rs`, feature `futures-io`, default; `tokio.rs`, feature
+//!   `tokio`): `AsyncRead`/`AsyncBufRead` on [`ByteReadChannel`](crate::ByteReadChannel),
+//!   `AsyncWrite` on [`ByteWriteChannel`](crate::ByteWriteChannel), `AsyncRead`/`AsyncWrite` on
+//!   [`TlsSocket`](crate::tls::TlsSocket), and all three on a [`Connection`](crate::Connection) (and a TLS
+//!   [`TlsConnection`](crate::tls::TlsConnection)), one duplex stream whose reads go to its
+//!   `input` channel and writes to its `output` channel: what codecs that want one
+//!   `AsyncRead + AsyncWrite` value take (tokio-util's `Framed`, `futures`' `split`,
+//!   async-tungstenite). Each trait is implemented once, by one macro per file, over the poll
+//!   functions each type keeps next to its state (`poll_read_io`, `poll_fill_buf_io`,
+//!   `consume_io`, `poll_write_io`, `poll_flush_io`, `poll_close_io`).
 //! - `compat::hyper` (feature `hyper`): hyper 1.x's runtime traits, so hyper's HTTP/1.1 and HTTP/2
 //!   servers and clients run on asock's loops with no tokio runtime.
 
-#![allow(unused_imports)] // which imports are used depends on the features
-
+#[cfg(feature = "futures-io")]
+mod futures_io;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+#[cfg(feature = "tokio")]
+mod tokio;
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use crate::Connection;
-
-/// Implements the I/O traits for a type with `input: ByteReadChannel` and
-/// `output: ByteWriteChannel` fields.
-macro_rules! duplex {
+/// The poll functions of a duplex stream (a connection: an `input` read channel and an
+/// `output` write channel), for the I/O traits.
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
+macro_rules! duplex_poll_fns {
     ($t:ty) => {
-        #[cfg(feature = "futures-io")]
-        impl futures_io::AsyncRead for $t {
-            fn poll_read(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
+        impl $t {
+            #[cfg(feature = "futures-io")] // tokio's read goes through the buffer
+            pub(crate) fn poll_read_io(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
                 buf: &mut [u8],
-            ) -> Poll<io::Result<usize>> {
-                futures_io::AsyncRead::poll_read(Pin::new(&mut self.get_mut().input), cx, buf)
-            }
-        }
-
-        #[cfg(feature = "futures-io")]
-        impl futures_io::AsyncBufRead for $t {
-            fn poll_fill_buf(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<io::Result<&[u8]>> {
-                futures_io::AsyncBufRead::poll_fill_buf(Pin::new(&mut self.get_mut().input), cx)
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.input.poll_read_io(cx, buf)
             }
 
-            fn consume(self: Pin<&mut Self>, amt: usize) {
-                self.get_mut().input.consume(amt)
+            pub(crate) fn poll_fill_buf_io(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<&[u8]>> {
+                self.input.poll_fill_buf_io(cx)
             }
-        }
 
-        #[cfg(feature = "futures-io")]
-        impl futures_io::AsyncWrite for $t {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
+            pub(crate) fn consume_io(&mut self, amt: usize) {
+                self.input.consume_io(amt)
+            }
+
+            pub(crate) fn poll_write_io(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
                 buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                futures_io::AsyncWrite::poll_write(Pin::new(&mut self.get_mut().output), cx, buf)
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.output.poll_write_io(cx, buf)
             }
 
-            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                futures_io::AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().output), cx)
+            pub(crate) fn poll_flush_io(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                self.output.poll_flush_io(cx)
             }
 
-            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                futures_io::AsyncWrite::poll_close(Pin::new(&mut self.get_mut().output), cx)
-            }
-        }
-
-        #[cfg(feature = "tokio")]
-        impl tokio::io::AsyncRead for $t {
-            fn poll_read(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &mut tokio::io::ReadBuf<'_>,
-            ) -> Poll<io::Result<()>> {
-                tokio::io::AsyncRead::poll_read(Pin::new(&mut self.get_mut().input), cx, buf)
-            }
-        }
-
-        #[cfg(feature = "tokio")]
-        impl tokio::io::AsyncBufRead for $t {
-            fn poll_fill_buf(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<io::Result<&[u8]>> {
-                tokio::io::AsyncBufRead::poll_fill_buf(Pin::new(&mut self.get_mut().input), cx)
-            }
-
-            fn consume(self: Pin<&mut Self>, amt: usize) {
-                self.get_mut().input.consume(amt)
-            }
-        }
-
-        #[cfg(feature = "tokio")]
-        impl tokio::io::AsyncWrite for $t {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                tokio::io::AsyncWrite::poll_write(Pin::new(&mut self.get_mut().output), cx, buf)
-            }
-
-            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                tokio::io::AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().output), cx)
-            }
-
-            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut self.get_mut().output), cx)
+            pub(crate) fn poll_close_io(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                self.output.poll_close_io(cx)
             }
         }
     };
 }
 
-duplex!(Connection);
-#[cfg(feature = "tls")]
-duplex!(crate::tls::TlsConnection);
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
+duplex_poll_fns!(crate::Connection);
+#[cfg(all(feature = "tls", any(feature = "futures-io", feature = "tokio")))]
+duplex_poll_fns!(crate::tls::TlsConnection);

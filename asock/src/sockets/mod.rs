@@ -2,7 +2,9 @@
 
 mod datagram;
 mod limit;
+mod listener;
 mod options;
+mod os;
 mod stream;
 mod tcp;
 mod unix;
@@ -13,12 +15,13 @@ pub use datagram::{
     BatchIter, BatchPackets, BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramBatch,
     DatagramSender, Incoming, UdpSocketBuilder,
 };
+pub use listener::{AcceptBackoff, ServerSocket};
 pub use options::SocketOptions;
 pub(crate) use options::{option_setters, Kind};
-#[allow(unused_imports)] // used by TLS only
+#[cfg(feature = "tls")]
 pub(crate) use stream::StreamShared;
 pub use stream::{Connection, Socket};
-pub use tcp::{AcceptBackoff, ServerSocket, TcpSocketBuilder};
+pub use tcp::TcpSocketBuilder;
 pub use unix::PeerCredentials;
 
 use crate::address::SocketAddress;

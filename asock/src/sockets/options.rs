@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use socket2::Socket as RawSocket;
 
+use super::os;
 use crate::error::{Error, Result};
 
 /// Options for sockets made by a builder; see [`crate::SocketBuilder::configure`].
@@ -118,10 +119,13 @@ impl SocketOptions {
         Ok(())
     }
 
-    /// Applies the options that concern `kind` to `s` (after [`check`](Self::check)).
+    /// Applies the options that concern `kind` to `s` (after [`check`](Self::check)), once
+    /// the platform has prepared it ([`sys::prepare_socket`](crate::sys::prepare_socket):
+    /// `SO_NOSIGPIPE` on Apple systems). Every socket asock makes or accepts passes here.
     pub(crate) fn apply(&self, s: &RawSocket, kind: Kind, ipv6: bool) -> Result<()> {
         self.check(kind)?;
         let e = |source| Error::io("set socket option", source);
+        crate::sys::prepare_socket(s).map_err(e)?;
         if matches!(kind, Kind::TcpStream | Kind::TcpConnect) {
             s.set_nodelay(self.no_delay).map_err(e)?;
             if let Some(k) = self.keep_alive {
@@ -144,18 +148,10 @@ impl SocketOptions {
         }
         if kind != Kind::Unix {
             if let Some(tos) = self.type_of_service {
-                if ipv6 {
-                    s.set_tclass_v6(tos).map_err(e)?;
-                } else {
-                    s.set_tos(tos).map_err(e)?;
-                }
+                os::set_type_of_service(s, ipv6, tos).map_err(e)?;
             }
             if let Some(ttl) = self.ttl {
-                if ipv6 {
-                    s.set_unicast_hops_v6(ttl).map_err(e)?;
-                } else {
-                    s.set_ttl(ttl).map_err(e)?;
-                }
+                os::set_ttl(s, ipv6, ttl).map_err(e)?;
             }
         }
         if kind == Kind::Udp && self.broadcast {
@@ -163,6 +159,14 @@ impl SocketOptions {
         }
         if self.linger.is_some() && kind != Kind::Udp {
             s.set_linger(self.linger).map_err(e)?;
+        }
+        if kind == Kind::Udp {
+            if let Some(on) = self.multicast_loop {
+                os::set_multicast_loop(s, ipv6, on).map_err(e)?;
+            }
+            if let Some(ttl) = self.multicast_ttl {
+                os::set_multicast_ttl(s, ipv6, ttl).map_err(e)?;
+            }
         }
         Ok(())
     }

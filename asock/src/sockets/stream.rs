@@ -337,16 +337,9 @@ impl Socket {
 
     /// Sets `IP_TOS` (IPv4) or `IPV6_TCLASS` (IPv6).
     pub fn set_type_of_service(&self, tos: u32) -> Result<()> {
-        let v6 = matches!(
-            self.shared.local,
-            SocketAddress::Inet(std::net::SocketAddr::V6(_))
-        );
+        let v6 = super::os::is_ipv6(&self.shared.local);
         self.opt("set type_of_service", |s| {
-            if v6 {
-                s.set_tclass_v6(tos)
-            } else {
-                s.set_tos(tos)
-            }
+            super::os::set_type_of_service(s, v6, tos)
         })
     }
 

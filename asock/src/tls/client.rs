@@ -172,7 +172,7 @@ fn make_rustls(
         for r in &spec.roots {
             roots
                 .add(r.clone())
-                .map_err(|e| Error::TlsConfig(format!("root certificate: {e}")))?;
+                .map_err(|e| Error::tls_config_from(format!("root certificate: {e}"), e))?;
         }
         builder.with_root_certificates(roots)
     };
@@ -185,7 +185,7 @@ fn make_rustls(
                     parse_certs(chain, "client certificate chain")?,
                     parse_key(key, "client private key")?,
                 )
-                .map_err(|e| Error::TlsConfig(format!("client certificate: {e}")))?
+                .map_err(|e| Error::tls_config_from(format!("client certificate: {e}"), e))?
         }
         None => builder.with_no_client_auth(),
     };
@@ -242,7 +242,7 @@ impl TlsConfigBuilder {
     /// never silently skipped. An IP address is checked against the certificate's IP SANs.
     pub fn server_name(mut self, name: &str) -> Result<Self> {
         let n = ServerName::try_from(name.to_owned())
-            .map_err(|_| Error::TlsConfig(format!("invalid server name {name:?}")))?;
+            .map_err(|e| Error::tls_config_from(format!("invalid server name {name:?}"), e))?;
         self.spec.server_name = Some(n);
         Ok(self)
     }
@@ -387,10 +387,10 @@ pub(crate) async fn run_handshake(session: &TlsSession, limit: Duration) -> Resu
     let hs = std::future::poll_fn(|cx| session.poll_handshake(cx));
     match crate::time::timeout(limit, hs).await {
         Ok(r) => r,
-        Err(_) => Err(Error::Tls {
-            reason: TlsReason::HandshakeTimeout,
-            detail: format!("no complete handshake within {limit:?}"),
-        }),
+        Err(_) => Err(Error::tls(
+            TlsReason::HandshakeTimeout,
+            format!("no complete handshake within {limit:?}"),
+        )),
     }
 }
 
@@ -416,7 +416,7 @@ impl Socket {
         };
         let rustls_config = config.rustls().await?;
         let conn = rustls::ClientConnection::new(rustls_config, name.clone())
-            .map_err(|e| Error::TlsConfig(e.to_string()))?;
+            .map_err(|e| Error::tls_config_from(e.to_string(), e))?;
         let session = Arc::new(TlsSession::new(self.shared().clone(), conn.into(), early));
         let limit = handshake_limit(config.inner.spec.handshake_timeout, self.socket_timeout());
         if let Err(e) = run_handshake(&session, limit).await {
@@ -431,14 +431,15 @@ impl Socket {
 
 fn default_server_name(socket: &Socket) -> Result<ServerName<'static>> {
     if let Some(host) = socket.host() {
-        return ServerName::try_from(host.to_owned())
-            .map_err(|_| Error::TlsConfig(format!("{host:?} is not a valid TLS server name")));
+        return ServerName::try_from(host.to_owned()).map_err(|e| {
+            Error::tls_config_from(format!("{host:?} is not a valid TLS server name"), e)
+        });
     }
     if let Some(a) = socket.remote_address().as_inet() {
         return Ok(ServerName::IpAddress(a.ip().into()));
     }
-    Err(Error::TlsConfig(
-        "no server name to verify: set TlsConfig::client().server_name(..)".into(),
+    Err(Error::tls_config(
+        "no server name to verify: set TlsConfig::client().server_name(..)",
     ))
 }
 

@@ -140,7 +140,7 @@ fn provider(suites: Option<&[CipherSuite]>) -> Result<Arc<rustls::crypto::Crypto
             .filter_map(|w| all.iter().find(|s| s.suite() == *w).copied())
             .collect();
         if p.cipher_suites.is_empty() {
-            return Err(Error::TlsConfig(format!(
+            return Err(Error::tls_config(format!(
                 "none of the cipher suites {want:?} is supported"
             )));
         }
@@ -150,19 +150,19 @@ fn provider(suites: Option<&[CipherSuite]>) -> Result<Arc<rustls::crypto::Crypto
 
 fn versions(v: &[TlsVersion]) -> Result<Vec<&'static rustls::SupportedProtocolVersion>> {
     if v.is_empty() {
-        return Err(Error::TlsConfig("no protocol version enabled".into()));
+        return Err(Error::tls_config("no protocol version enabled"));
     }
     Ok(v.iter().map(|v| v.to_rustls()).collect())
 }
 
-fn config_error(e: impl std::fmt::Display) -> Error {
-    Error::TlsConfig(e.to_string())
+fn config_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::tls_config_from(e.to_string(), e)
 }
 
 /// Reads a file for a configuration (certificates and keys are read when the config is built).
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path)
-        .map_err(|e| Error::TlsConfig(format!("cannot read {}: {e}", path.display())))
+        .map_err(|e| Error::tls_config_from(format!("cannot read {}: {e}", path.display()), e))
 }
 
 /// Parses every certificate in PEM text (a chain, or a bundle of roots).
@@ -170,9 +170,9 @@ fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
     use rustls::pki_types::pem::PemObject;
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::TlsConfig(format!("{what}: invalid PEM: {e}")))?;
+        .map_err(|e| Error::tls_config_from(format!("{what}: invalid PEM: {e}"), e))?;
     if certs.is_empty() {
-        return Err(Error::TlsConfig(format!("{what}: no certificate found")));
+        return Err(Error::tls_config(format!("{what}: no certificate found")));
     }
     Ok(certs)
 }
@@ -181,7 +181,7 @@ fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
 fn parse_key(pem: &[u8], what: &str) -> Result<rustls::pki_types::PrivateKeyDer<'static>> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::PrivateKeyDer::from_pem_slice(pem)
-        .map_err(|e| Error::TlsConfig(format!("{what}: no usable private key: {e}")))
+        .map_err(|e| Error::tls_config_from(format!("{what}: no usable private key: {e}"), e))
 }
 
 /// A certificate chain and its key, checked against each other.
@@ -194,13 +194,16 @@ fn certified_key(
     let key = parse_key(key_pem, "private key")?;
     rustls::sign::CertifiedKey::from_der(chain, key, provider)
         .map(Arc::new)
-        .map_err(|e| Error::TlsConfig(format!("certificate and key: {e}")))
+        .map_err(|e| Error::tls_config_from(format!("certificate and key: {e}"), e))
 }
 
-/// An `io::Error` carrying a typed TLS error, so that it comes out of a channel as
-/// [`Error::Tls`].
-fn tls_io_error(reason: TlsReason, detail: String) -> io::Error {
-    let e = Error::Tls { reason, detail };
+/// An `io::Error` carrying a typed TLS error (with the rustls error behind it, if any), so
+/// that it comes out of a channel as [`Error::Tls`].
+fn tls_io_error(reason: TlsReason, detail: String, source: Option<rustls::Error>) -> io::Error {
+    let e = match source {
+        Some(s) => Error::tls_from(reason, detail, s),
+        None => Error::tls(reason, detail),
+    };
     io::Error::new(e.io_kind(), e)
 }
 

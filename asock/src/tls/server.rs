@@ -249,8 +249,8 @@ impl TlsServerConfigBuilder {
     pub fn build(self) -> Result<TlsServerConfig> {
         let provider = provider(self.suites.as_deref())?;
         if self.default_cert.is_none() && self.sni.is_empty() {
-            return Err(Error::TlsConfig(
-                "a TLS server needs a certificate and key".into(),
+            return Err(Error::tls_config(
+                "a TLS server needs a certificate and key",
             ));
         }
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -263,7 +263,7 @@ impl TlsServerConfigBuilder {
                 for c in parse_certs(roots_pem, "client CA")? {
                     roots
                         .add(c)
-                        .map_err(|e| Error::TlsConfig(format!("client CA: {e}")))?;
+                        .map_err(|e| Error::tls_config_from(format!("client CA: {e}"), e))?;
                 }
                 let v =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
@@ -342,7 +342,7 @@ impl Socket {
         limit: Duration,
     ) -> Result<TlsSocket> {
         let conn = rustls::ServerConnection::new(config.rustls.clone())
-            .map_err(|e| Error::TlsConfig(e.to_string()))?;
+            .map_err(|e| Error::tls_config_from(e.to_string(), e))?;
         let session = Arc::new(TlsSession::new(self.shared().clone(), conn.into(), early));
         if let Err(e) = run_handshake(&session, limit).await {
             self.close();
@@ -372,15 +372,15 @@ impl Socket {
                 return self.tls_server_within(config, first, rest).await;
             }
             // The same errors the handshake itself reports.
-            Ok(Ok(_)) => Error::Tls {
-                reason: TlsReason::HandshakeEof,
-                detail: "the peer closed the connection before the handshake finished".into(),
-            },
+            Ok(Ok(_)) => Error::tls(
+                TlsReason::HandshakeEof,
+                "the peer closed the connection before the handshake finished",
+            ),
             Ok(Err(e)) => Error::io("TLS handshake", e),
-            Err(_) => Error::Tls {
-                reason: TlsReason::HandshakeTimeout,
-                detail: format!("no complete handshake within {limit:?}"),
-            },
+            Err(_) => Error::tls(
+                TlsReason::HandshakeTimeout,
+                format!("no complete handshake within {limit:?}"),
+            ),
         };
         self.close();
         Err(failed)

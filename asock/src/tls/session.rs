@@ -73,7 +73,7 @@ impl Write for TcpWriter<'_, '_> {
 struct State {
     conn: rustls::Connection,
     /// The first fatal error; every later call returns it again.
-    error: Option<(TlsReason, String)>,
+    error: Option<(TlsReason, String, rustls::Error)>,
     close_notify_sent: bool,
     /// The last socket read returned fewer bytes than asked: nothing more is there now.
     drained: bool,
@@ -92,14 +92,14 @@ struct State {
 impl State {
     fn fail(&mut self, e: &rustls::Error) -> io::Error {
         let (reason, detail) = map_rustls_error(e);
-        self.error = Some((reason, detail.clone()));
-        tls_io_error(reason, detail)
+        self.error = Some((reason, detail.clone(), e.clone()));
+        tls_io_error(reason, detail, Some(e.clone()))
     }
 
     fn stored_error(&self) -> Option<io::Error> {
         self.error
             .as_ref()
-            .map(|(r, d)| tls_io_error(*r, d.clone()))
+            .map(|(r, d, e)| tls_io_error(*r, d.clone(), Some(e.clone())))
     }
 }
 
@@ -231,11 +231,10 @@ impl TlsSession {
                 Ok(true) => {}
                 Ok(false) => {
                     if st.conn.is_handshaking() {
-                        return Poll::Ready(Err(Error::Tls {
-                            reason: TlsReason::HandshakeEof,
-                            detail: "the peer closed the connection before the handshake finished"
-                                .into(),
-                        }));
+                        return Poll::Ready(Err(Error::tls(
+                            TlsReason::HandshakeEof,
+                            "the peer closed the connection before the handshake finished",
+                        )));
                     }
                 }
                 Err(e) => return Poll::Ready(Err(Error::io("TLS handshake", e))),
@@ -304,6 +303,7 @@ impl Source for TlsSession {
                             TlsReason::Truncated,
                             "the peer closed the TCP connection without sending close_notify"
                                 .into(),
+                            None,
                         )));
                     }
                     Err(e) => return Poll::Ready(Err(e)),

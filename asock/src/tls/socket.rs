@@ -2,8 +2,6 @@
 
 #[cfg(any(feature = "futures-io", feature = "tokio"))]
 use std::io;
-#[cfg(any(feature = "futures-io", feature = "tokio"))]
-use std::pin::Pin;
 use std::sync::Arc;
 #[cfg(any(feature = "futures-io", feature = "tokio"))]
 use std::task::{Context, Poll};
@@ -147,67 +145,32 @@ impl TlsSocket {
     }
 }
 
-#[cfg(feature = "futures-io")]
-impl futures_io::AsyncRead for TlsSocket {
-    fn poll_read(
-        self: Pin<&mut Self>,
+/// The poll functions behind the I/O traits (`compat/futures_io.rs`, `compat/tokio.rs`):
+/// plaintext straight from and to the TLS session; the close sends close_notify, then
+/// half-closes TCP.
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
+impl TlsSocket {
+    pub(crate) fn poll_read_io(
+        &mut self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         self.session.poll_read(cx, buf)
     }
-}
 
-#[cfg(feature = "futures-io")]
-impl futures_io::AsyncWrite for TlsSocket {
-    fn poll_write(
-        self: Pin<&mut Self>,
+    pub(crate) fn poll_write_io(
+        &mut self,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.session.poll_write(cx, buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_flush_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Source::poll_flush(&*self.session, cx)
     }
 
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.session.poll_shutdown_write(cx)
-    }
-}
-
-/// tokio's reader trait (feature `tokio`): reads plaintext straight from the TLS session.
-#[cfg(feature = "tokio")]
-impl tokio::io::AsyncRead for TlsSocket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let n = std::task::ready!(self.session.poll_read(cx, buf.initialize_unfilled()))?;
-        buf.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// tokio's writer trait (feature `tokio`): `poll_shutdown` sends close_notify, then
-/// half-closes TCP.
-#[cfg(feature = "tokio")]
-impl tokio::io::AsyncWrite for TlsSocket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.session.poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Source::poll_flush(&*self.session, cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_close_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.session.poll_shutdown_write(cx)
     }
 }

@@ -46,7 +46,7 @@ impl KeyType {
 }
 
 fn cert_error(e: rcgen::Error) -> Error {
-    Error::TlsConfig(format!("making a test certificate: {e}"))
+    Error::tls_config_from(format!("making a test certificate: {e}"), e)
 }
 
 /// A certificate authority made for tests.

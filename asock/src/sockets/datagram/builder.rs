@@ -1,16 +1,15 @@
 //! [`UdpSocketBuilder`]: datagram socket options, `bind` and `connect`.
 
-use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 
-use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+use socket2::{Domain, Socket as RawSocket, Type};
 
 use super::shared::Shared;
 use super::socket::{BoundDatagramSocket, ConnectedDatagramSocket};
 use crate::address::{resolve, SocketAddress, ToSocketAddress};
 use crate::error::{Error, Result};
-use crate::sockets::unix::{self as unix_path, PathGuard};
-use crate::sockets::{from_sockaddr, option_setters, to_sockaddr, Kind, SocketOptions};
+use crate::sockets::unix::PathGuard;
+use crate::sockets::{from_sockaddr, option_setters, os, to_sockaddr, Kind, SocketOptions};
 use crate::sys;
 use crate::SelectorManager;
 
@@ -181,15 +180,7 @@ impl UdpSocketBuilder {
         };
         let sa = to_sockaddr(&remote).map_err(|e| Error::io("connect", e))?;
         if let Err(e) = raw.connect(&sa) {
-            return Err(match e.kind() {
-                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
-                    Error::ConnectionRefused {
-                        addr: remote,
-                        source: e,
-                    }
-                }
-                _ => Error::io("connect", e),
-            });
+            return Err(os::connect_error(&remote, e));
         }
         let shared = self.finish(raw, Some(remote.clone()), guard)?;
         Ok(ConnectedDatagramSocket::new(shared, remote))
@@ -204,56 +195,22 @@ impl UdpSocketBuilder {
     }
 
     fn new_socket(&self, addr: &SocketAddress) -> Result<RawSocket> {
-        let (domain, kind, protocol) = match addr {
-            SocketAddress::Inet(a) => (Domain::for_address(*a), Kind::Udp, Some(Protocol::UDP)),
-            SocketAddress::Unix(_) => (Domain::UNIX, Kind::Unix, None),
-        };
-        let raw = RawSocket::new(domain, Type::DGRAM.nonblocking(), protocol)
-            .map_err(|e| Error::io("create socket", e))?;
-        let ipv6 = domain == Domain::IPV6;
-        self.options.apply(&raw, kind, ipv6)?;
-        if kind == Kind::Udp {
-            let e = |source| Error::io("set socket option", source);
-            if let Some(on) = self.options.multicast_loop {
-                if ipv6 {
-                    raw.set_multicast_loop_v6(on).map_err(e)?;
-                } else {
-                    raw.set_multicast_loop_v4(on).map_err(e)?;
-                }
+        let raw = os::new_socket(addr, Type::DGRAM, Kind::Udp, &self.options)?;
+        let e = |source| Error::io("set socket option", source);
+        match (addr, self.multicast_if_v4, self.multicast_if_v6) {
+            (SocketAddress::Inet(SocketAddr::V4(_)), Some(i), _) => {
+                raw.set_multicast_if_v4(&i).map_err(e)?
             }
-            if let Some(ttl) = self.options.multicast_ttl {
-                if ipv6 {
-                    raw.set_multicast_hops_v6(ttl).map_err(e)?;
-                } else {
-                    raw.set_multicast_ttl_v4(ttl).map_err(e)?;
-                }
+            (SocketAddress::Inet(SocketAddr::V6(_)), _, Some(i)) => {
+                raw.set_multicast_if_v6(i).map_err(e)?
             }
-            if let (Some(i), false) = (self.multicast_if_v4, ipv6) {
-                raw.set_multicast_if_v4(&i).map_err(e)?;
-            }
-            if let (Some(i), true) = (self.multicast_if_v6, ipv6) {
-                raw.set_multicast_if_v6(i).map_err(e)?;
-            }
+            _ => {}
         }
         Ok(raw)
     }
 
     fn bind_raw(&self, raw: &RawSocket, addr: &SocketAddress) -> Result<Option<PathGuard>> {
-        if let Some(path) = unix_path::file_path(addr) {
-            unix_path::prepare_bind(addr, path, Type::DGRAM, self.options.replace_stale)?;
-        }
-        let sa = to_sockaddr(addr).map_err(|e| Error::io("bind", e))?;
-        raw.bind(&sa).map_err(|e| {
-            if e.kind() == io::ErrorKind::AddrInUse {
-                Error::AddressInUse {
-                    addr: addr.clone(),
-                    source: Some(e),
-                }
-            } else {
-                Error::io("bind", e)
-            }
-        })?;
-        Ok(PathGuard::after_bind(addr))
+        os::bind(raw, addr, Type::DGRAM, self.options.replace_stale)
     }
 
     fn finish(

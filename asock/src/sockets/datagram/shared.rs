@@ -102,7 +102,7 @@ impl Shared {
     }
 
     pub(super) fn is_ipv6(&self) -> bool {
-        matches!(self.local, SocketAddress::Inet(SocketAddr::V6(_)))
+        crate::sockets::os::is_ipv6(&self.local)
     }
 
     /// Checks a datagram before any system call: size, destination, broadcast.

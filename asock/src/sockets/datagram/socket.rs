@@ -16,6 +16,7 @@ use super::UdpSocketBuilder;
 use super::{Datagram, DatagramBatch};
 use crate::address::SocketAddress;
 use crate::error::{Error, Result};
+use crate::sockets::os;
 
 /// The methods both datagram socket types share.
 macro_rules! datagram_common {
@@ -154,32 +155,19 @@ macro_rules! datagram_common {
 
         /// Sets `IP_TTL` (IPv4) or the unicast hop limit (IPv6).
         pub fn set_ttl(&self, ttl: u32) -> Result<()> {
-            let r = if self.shared.is_ipv6() {
-                self.shared.raw().set_unicast_hops_v6(ttl)
-            } else {
-                self.shared.raw().set_ttl(ttl)
-            };
-            r.map_err(|e| Error::io("set ttl", e))
+            os::set_ttl(self.shared.raw(), self.shared.is_ipv6(), ttl)
+                .map_err(|e| Error::io("set ttl", e))
         }
 
         /// Reads `IP_TTL` (IPv4) or the unicast hop limit (IPv6).
         pub fn ttl(&self) -> Result<u32> {
-            let r = if self.shared.is_ipv6() {
-                self.shared.raw().unicast_hops_v6()
-            } else {
-                self.shared.raw().ttl()
-            };
-            r.map_err(|e| Error::io("get ttl", e))
+            os::ttl(self.shared.raw(), self.shared.is_ipv6()).map_err(|e| Error::io("get ttl", e))
         }
 
         /// Sets `IP_TOS` (IPv4) or `IPV6_TCLASS` (IPv6).
         pub fn set_type_of_service(&self, tos: u32) -> Result<()> {
-            let r = if self.shared.is_ipv6() {
-                self.shared.raw().set_tclass_v6(tos)
-            } else {
-                self.shared.raw().set_tos(tos)
-            };
-            r.map_err(|e| Error::io("set type_of_service", e))
+            os::set_type_of_service(self.shared.raw(), self.shared.is_ipv6(), tos)
+                .map_err(|e| Error::io("set type_of_service", e))
         }
 
         /// Sets `SO_SNDBUF`.
@@ -292,22 +280,14 @@ impl BoundDatagramSocket {
 
     /// Sets `IP_MULTICAST_LOOP` (IPv4 socket) or `IPV6_MULTICAST_LOOP` (IPv6 socket).
     pub fn set_multicast_loop(&self, on: bool) -> Result<()> {
-        let r = if self.shared.is_ipv6() {
-            self.shared.raw().set_multicast_loop_v6(on)
-        } else {
-            self.shared.raw().set_multicast_loop_v4(on)
-        };
-        r.map_err(|e| Error::io("set multicast_loop", e))
+        os::set_multicast_loop(self.shared.raw(), self.shared.is_ipv6(), on)
+            .map_err(|e| Error::io("set multicast_loop", e))
     }
 
     /// Sets `IP_MULTICAST_TTL` (IPv4 socket) or `IPV6_MULTICAST_HOPS` (IPv6 socket).
     pub fn set_multicast_ttl(&self, ttl: u32) -> Result<()> {
-        let r = if self.shared.is_ipv6() {
-            self.shared.raw().set_multicast_hops_v6(ttl)
-        } else {
-            self.shared.raw().set_multicast_ttl_v4(ttl)
-        };
-        r.map_err(|e| Error::io("set multicast_ttl", e))
+        os::set_multicast_ttl(self.shared.raw(), self.shared.is_ipv6(), ttl)
+            .map_err(|e| Error::io("set multicast_ttl", e))
     }
 
     /// Sets `IP_MULTICAST_IF`: the local IPv4 address whose interface sends multicast.
