@@ -9,7 +9,6 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use asock::tls::test_certs::TestCa;
 use asock::tls::{TlsConfig, TlsServerConfig, TlsServerSocket};
 use asock::{a_socket, AcceptBackoff, Error, SelectorManager};
 
@@ -202,20 +201,9 @@ struct Tls {
 }
 
 fn tls() -> Tls {
-    let ca = TestCa::new("asock bounds CA").unwrap();
-    let cert = ca.server_cert(&["localhost", "127.0.0.1"]).unwrap();
-    Tls {
-        server: TlsServerConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes())
-            .unwrap(),
-        client: TlsConfig::client()
-            .os_roots(false)
-            .add_root_pem(ca.cert_pem().as_bytes())
-            .unwrap()
-            .server_name("localhost")
-            .unwrap()
-            .build()
-            .unwrap(),
-    }
+    let (server, client) =
+        asock_test_support::tls_configs(&["localhost", "127.0.0.1"], "localhost");
+    Tls { server, client }
 }
 
 /// A TLS listener on 127.0.0.1 and its port.

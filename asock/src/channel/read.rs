@@ -1,4 +1,9 @@
 //! [`ByteReadChannel`]: the read half of a connection, with line, delimiter and typed reads.
+//!
+//! Longer than most files here, on purpose: it is one type, Ktor's read API (lines, delimiters,
+//! exact and typed reads, discard, remaining) over one buffer whose rules (bounds, the memory
+//! budget, giving the buffer back while idle, fairness under long lines) every method shares.
+//! Split by method, each part would have to reach into the others' invariants.
 
 use std::future::poll_fn;
 use std::io;

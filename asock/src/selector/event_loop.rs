@@ -246,50 +246,6 @@ pub(crate) struct LoopConfig {
     pub(crate) cpu: Option<usize>,
 }
 
-/// The CPUs this process may run on (its affinity mask), in order; empty when unknown.
-#[cfg(target_os = "linux")]
-pub(crate) fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set; the size passed is
-    // the size of the set the kernel writes into.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size given; pid 0 is this thread.
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
-    {
-        return Vec::new();
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `i` is below CPU_SETSIZE, the capacity of `set`.
-        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
-        .collect()
-}
-
-/// The CPUs this process may run on: unknown off Linux (pinning is a no-op there).
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn allowed_cpus() -> Vec<usize> {
-    Vec::new()
-}
-
-/// Pins the calling thread to `cpu`; whether it worked.
-#[cfg(target_os = "linux")]
-fn pin_current_thread(cpu: usize) -> bool {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return false;
-    }
-    // SAFETY: all-zero is the empty `cpu_set_t`.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` was checked to be below CPU_SETSIZE, the capacity of `set`; the set passed
-    // to the kernel is valid and of the size given; pid 0 is the calling thread.
-    unsafe {
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn pin_current_thread(_cpu: usize) -> bool {
-    false
-}
-
 /// The body of a loop thread. With `config.cpu` it first pins itself and reports on `pinned`.
 pub(crate) fn run(
     shared: Arc<LoopShared>,
@@ -298,7 +254,7 @@ pub(crate) fn run(
     pinned: std::sync::mpsc::SyncSender<()>,
 ) {
     if let Some(cpu) = config.cpu {
-        if pin_current_thread(cpu) {
+        if crate::sys::pin_current_thread(cpu) {
             let _ = shared.cpu.set(cpu);
         }
     }

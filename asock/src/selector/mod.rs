@@ -177,7 +177,7 @@ impl Builder {
         crate::sys::prepare_close_in_place();
         let id = NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed);
         let cpus = if self.pin_threads {
-            event_loop::allowed_cpus()
+            crate::sys::allowed_cpus()
         } else {
             Vec::new()
         };

@@ -45,3 +45,13 @@ pub(crate) fn peer_credentials(fd: RawFd) -> io::Result<(Option<i32>, u32, u32)>
     unsafe { syscall!(getpeereid(fd, &mut uid, &mut gid)) }?;
     Ok((None, uid, gid))
 }
+
+/// The CPUs this process may run on: unknown here (pinning is a no-op).
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+/// Pinning threads to CPUs is not done here: always `false`.
+pub(crate) fn pin_current_thread(_cpu: usize) -> bool {
+    false
+}

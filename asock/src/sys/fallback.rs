@@ -224,3 +224,13 @@ mod tests {
         assert_ne!(flags & libc::FD_CLOEXEC, 0);
     }
 }
+
+/// The CPUs this process may run on: unknown here (pinning is a no-op).
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+/// Pinning threads to CPUs is not done here: always `false`.
+pub(crate) fn pin_current_thread(_cpu: usize) -> bool {
+    false
+}

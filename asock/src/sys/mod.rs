@@ -74,8 +74,8 @@ use fallback as imp;
 
 // What every platform family provides (a family that lacks one fails to build here).
 pub(crate) use imp::{
-    autobind_unix, gso_supported, peer_credentials, pipe, prepare_socket, recv, send, sendfile,
-    set_gro, splice, HAS_BATCH, HAS_SPLICE, SEND_FLAGS,
+    allowed_cpus, autobind_unix, gso_supported, peer_credentials, pin_current_thread, pipe,
+    prepare_socket, recv, send, sendfile, set_gro, splice, HAS_BATCH, HAS_SPLICE, SEND_FLAGS,
 };
 
 /// The receive slot for one datagram: 64 KiB holds the largest UDP payload (65,527 bytes over
