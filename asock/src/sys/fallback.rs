@@ -142,6 +142,16 @@ pub(crate) fn sendfile(
 }
 
 /// The fallback runs on Linux too, so the one toolchain CI has checks its behaviour.
+/// The CPUs this process may run on: unknown here (pinning is a no-op).
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+/// Pinning threads to CPUs is not done here: always `false`.
+pub(crate) fn pin_current_thread(_cpu: usize) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
@@ -223,14 +233,4 @@ mod tests {
         let flags = unsafe { syscall!(fcntl(a.as_raw_fd(), libc::F_GETFD)) }.unwrap();
         assert_ne!(flags & libc::FD_CLOEXEC, 0);
     }
-}
-
-/// The CPUs this process may run on: unknown here (pinning is a no-op).
-pub(crate) fn allowed_cpus() -> Vec<usize> {
-    Vec::new()
-}
-
-/// Pinning threads to CPUs is not done here: always `false`.
-pub(crate) fn pin_current_thread(_cpu: usize) -> bool {
-    false
 }

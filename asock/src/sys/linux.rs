@@ -498,6 +498,53 @@ pub(crate) fn sendfile(
     Ok(n as usize)
 }
 
+// ---- CPU affinity (SelectorManager::builder().pin_threads) ----
+
+/// The CPUs this process may run on (its affinity mask), in order; empty when unknown.
+#[cfg(target_os = "linux")]
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set; the size passed is
+    // the size of the set the kernel writes into.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size given; pid 0 is this thread.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `i` is below CPU_SETSIZE, the capacity of `set`.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect()
+}
+
+/// Pins the calling thread to `cpu`; whether it worked.
+#[cfg(target_os = "linux")]
+pub(crate) fn pin_current_thread(cpu: usize) -> bool {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return false;
+    }
+    // SAFETY: all-zero is the empty `cpu_set_t`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` was checked to be below CPU_SETSIZE, the capacity of `set`; the set passed
+    // to the kernel is valid and of the size given; pid 0 is the calling thread.
+    unsafe {
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Unknown on Android (pinning is a no-op there).
+#[cfg(target_os = "android")]
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+/// A no-op on Android.
+#[cfg(target_os = "android")]
+pub(crate) fn pin_current_thread(_cpu: usize) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::{gro_segment as parse_gro_segment, Control};
@@ -596,51 +643,4 @@ mod tests {
         h.msg_control = std::ptr::null_mut();
         assert_eq!(parse_gro_segment(&h), None);
     }
-}
-
-// ---- CPU affinity (SelectorManager::builder().pin_threads) ----
-
-/// The CPUs this process may run on (its affinity mask), in order; empty when unknown.
-#[cfg(target_os = "linux")]
-pub(crate) fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set; the size passed is
-    // the size of the set the kernel writes into.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size given; pid 0 is this thread.
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
-    {
-        return Vec::new();
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `i` is below CPU_SETSIZE, the capacity of `set`.
-        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
-        .collect()
-}
-
-/// Pins the calling thread to `cpu`; whether it worked.
-#[cfg(target_os = "linux")]
-pub(crate) fn pin_current_thread(cpu: usize) -> bool {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return false;
-    }
-    // SAFETY: all-zero is the empty `cpu_set_t`.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` was checked to be below CPU_SETSIZE, the capacity of `set`; the set passed
-    // to the kernel is valid and of the size given; pid 0 is the calling thread.
-    unsafe {
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    }
-}
-
-/// Unknown on Android (pinning is a no-op there).
-#[cfg(target_os = "android")]
-pub(crate) fn allowed_cpus() -> Vec<usize> {
-    Vec::new()
-}
-
-/// A no-op on Android.
-#[cfg(target_os = "android")]
-pub(crate) fn pin_current_thread(_cpu: usize) -> bool {
-    false
 }
