@@ -15,12 +15,12 @@ fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
 
-/// The thread count once it has settled at `want` (or after 5 s): a joined thread can stay
-/// listed in /proc for a moment after it exited (`pthread_join` returns at the tid clear,
-/// before the kernel has released the task).
-fn threads_settled_at(want: usize) -> usize {
+/// The thread count once it is at most `want` (or after 5 s): a joined thread can stay listed
+/// in /proc for a moment after it exited (`pthread_join` returns at the tid clear, before the
+/// kernel has released the task), so a count may be high for a moment, the baseline included.
+fn threads_at_most(want: usize) -> usize {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while threads() != want && std::time::Instant::now() < deadline {
+    while threads() > want && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     threads()
@@ -34,7 +34,16 @@ fn close_and_drop_cycles_leak_no_descriptor_and_no_thread() {
         asock::block_on(asock::time::sleep(Duration::from_millis(1)));
         sel.close();
     }
-    let (fds0, threads0) = (open_fds(), threads());
+    // The baseline is the lowest count over 200 ms, so that a thread of the warm-up still
+    // leaving /proc does not raise it (and hide a leak of one later).
+    let threads0 = (0..20)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            threads()
+        })
+        .min()
+        .unwrap_or(0);
+    let fds0 = open_fds();
 
     // 1,000 cycles: a listener with a task parked on accept and a connected pair with a task
     // waiting in a read, then close().
@@ -54,10 +63,10 @@ fn close_and_drop_cycles_leak_no_descriptor_and_no_thread() {
         assert!(!matches!(asock::block_on(reading), Ok(Ok(()))));
     }
     assert_eq!(open_fds(), fds0, "descriptors after 1,000 close cycles");
-    assert_eq!(
-        threads_settled_at(threads0),
-        threads0,
-        "threads after 1,000 close cycles"
+    let now = threads_at_most(threads0);
+    assert!(
+        now <= threads0,
+        "threads after 1,000 close cycles: {now}, {threads0} before"
     );
 
     // 100 cycles: the last handle dropped while a task owns sockets.
@@ -72,9 +81,9 @@ fn close_and_drop_cycles_leak_no_descriptor_and_no_thread() {
         assert!(!matches!(asock::block_on(h), Ok(Ok(()))));
     }
     assert_eq!(open_fds(), fds0, "descriptors after 100 drop cycles");
-    assert_eq!(
-        threads_settled_at(threads0),
-        threads0,
-        "threads after 100 drop cycles"
+    let now = threads_at_most(threads0);
+    assert!(
+        now <= threads0,
+        "threads after 100 drop cycles: {now}, {threads0} before"
     );
 }
