@@ -1,7 +1,7 @@
 //! Helpers every command shares: the error type, seconds on the command line, the first
 //! stdout line, the connection log and Unix bind errors.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use asock::address::Target;
@@ -210,4 +210,31 @@ pub fn connection_error(peer: &dyn std::fmt::Display, e: &dyn std::fmt::Display)
     let mut s = SUMMARY.lock().unwrap_or_else(|e| e.into_inner());
     s.count += 1;
     s.last = format!("{peer}: {e}");
+}
+
+/// Reads standard input line by line (each line with its `\n`) on a thread of its own, the way
+/// the `--udp` modes send what the user types: `on_line` gets each line and returns whether to
+/// go on; `at_end` runs when input ends, fails or `on_line` stops.
+pub fn spawn_stdin_lines(
+    mut on_line: impl FnMut(&[u8]) -> bool + Send + 'static,
+    at_end: impl FnOnce() + Send + 'static,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match stdin.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if !on_line(&line) {
+                    break;
+                }
+            }
+            at_end();
+        })
+        .map(drop)
 }

@@ -5,7 +5,6 @@
 //! `--timeout` (default 1 s) of quiet, then exits. An ICMP "port unreachable" ends it with
 //! `error: connection refused by ADDR`.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use asock::{a_socket, Error, SelectorManager};
 use clap::Args;
 
-use crate::common::{print_packet, seconds, CliResult, Place};
+use crate::common::{print_packet, seconds, spawn_stdin_lines, CliResult, Place};
 use crate::log;
 use crate::relay::relay;
 use crate::shutdown::{signal_name, Stopper};
@@ -134,30 +133,20 @@ fn udp(args: ConnectArgs) -> CliResult {
     });
     {
         let socket = socket.clone();
-        let state = state.clone();
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .spawn(move || {
-                let mut stdin = std::io::stdin().lock();
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    match stdin.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    match asock::block_on(socket.send_packet(line.clone())) {
-                        Ok(()) => {
-                            state.sent.fetch_add(1, Ordering::AcqRel);
-                        }
-                        Err(e) => {
-                            *state.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                            break;
-                        }
-                    }
+        let (state, ended) = (state.clone(), state.clone());
+        spawn_stdin_lines(
+            move |line| match asock::block_on(socket.send_packet(line.to_vec())) {
+                Ok(()) => {
+                    state.sent.fetch_add(1, Ordering::AcqRel);
+                    true
                 }
-                state.eof.store(true, Ordering::Release);
-            })?;
+                Err(e) => {
+                    *state.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    false
+                }
+            },
+            move || ended.eof.store(true, Ordering::Release),
+        )?;
     }
 
     let mut stdout = std::io::stdout().lock();

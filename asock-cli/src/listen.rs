@@ -3,14 +3,15 @@
 //! `listen --udp ADDR` (or `--udp --unix PATH`, a Unix datagram socket): waits for a first datagram, then relays with that sender only (stdin
 //! lines to it, its datagrams to stdout) until killed; other senders are ignored.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
 use asock::{a_socket, Datagram, Error, SelectorManager, SocketAddress};
 use clap::Args;
 
-use crate::common::{bind_error, print_packet, seconds, CliError, CliResult, Place};
+use crate::common::{
+    bind_error, print_packet, seconds, spawn_stdin_lines, CliError, CliResult, Place,
+};
 use crate::log;
 use crate::relay::relay;
 use crate::shutdown::{signal_name, Stopper};
@@ -112,33 +113,26 @@ fn udp(args: ListenArgs) -> CliResult {
     {
         let socket = socket.clone();
         let peer = peer.clone();
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .spawn(move || {
-                let mut stdin = std::io::stdin().lock();
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    match stdin.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
+        spawn_stdin_lines(
+            move |line| {
+                let to = {
+                    let (lock, cvar) = &*peer;
+                    let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while p.is_none() {
+                        p = cvar.wait(p).unwrap_or_else(|e| e.into_inner());
                     }
-                    let to = {
-                        let (lock, cvar) = &*peer;
-                        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
-                        while p.is_none() {
-                            p = cvar.wait(p).unwrap_or_else(|e| e.into_inner());
-                        }
-                        p.clone()
-                    };
-                    if let Some(to) = to {
-                        let d = Datagram::new(line.clone(), to.clone());
-                        if let Err(e) = asock::block_on(socket.send(d)) {
-                            tracing::error!("send to {to}: {e}");
-                        }
+                    p.clone()
+                };
+                if let Some(to) = to {
+                    let d = Datagram::new(line.to_vec(), to.clone());
+                    if let Err(e) = asock::block_on(socket.send(d)) {
+                        tracing::error!("send to {to}: {e}");
                     }
                 }
-            })?;
+                true
+            },
+            || {},
+        )?;
     }
 
     let mut stdout = std::io::stdout().lock();
