@@ -23,11 +23,12 @@ import threading
 import time
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """Resident KiB of `pid`: all of it, or `RssAnon` (heap and stacks, not code pages)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
@@ -49,6 +50,9 @@ class Probe(threading.Thread):
         super().__init__(daemon=True)
         self.port, self.ctx = port, tls_ctx
         self.rtts, self.failures, self.stop = [], 0, False
+        # (seconds since the probe started, round trip ms) of each round trip, to place the
+        # slow ones in the run's phases.
+        self.started, self.timeline = time.monotonic(), []
 
     def run(self):
         sock = None
@@ -66,6 +70,7 @@ class Probe(threading.Thread):
                         raise OSError("closed")
                     got += b
                 self.rtts.append((time.monotonic() - t) * 1000)
+                self.timeline.append((t - self.started, self.rtts[-1]))
             except OSError:
                 self.failures += 1
                 if sock:
@@ -75,7 +80,7 @@ class Probe(threading.Thread):
 
 
 def stall(port, pid, peers, nbytes, secs):
-    idle = rss_kib(pid)
+    cold = rss_kib(pid)
     # The probe runs in a process of its own: the peers here would hold the GIL from it.
     probe = subprocess.Popen(
         [sys.executable, __file__, "probe", str(port)],
@@ -83,6 +88,10 @@ def stall(port, pid, peers, nbytes, secs):
         stdin=subprocess.PIPE,
         text=True,
     )
+    # The idle figure is a server that has served: the probe's first round trips page in the
+    # code of accepting and echoing, which a server that never served has not loaded yet.
+    time.sleep(1)
+    idle, idle_anon = rss_kib(pid), rss_kib(pid, "RssAnon")
     sel = selectors.DefaultSelector()
     left = {}
     everyone = []
@@ -102,6 +111,7 @@ def stall(port, pid, peers, nbytes, secs):
     chunk = b"x" * 65536
     peak = idle
     shed = done = 0
+    t0 = time.monotonic()
     while left and time.monotonic() < deadline:
         for key, _ in sel.select(timeout=0.2):
             s = key.fileobj
@@ -123,23 +133,27 @@ def stall(port, pid, peers, nbytes, secs):
         if not alive(pid):
             break
     sel.close()
+    sent_s = time.monotonic() - t0
     hold_end = time.monotonic() + secs
     while time.monotonic() < hold_end and alive(pid):
         peak = max(peak, rss_kib(pid))
         time.sleep(0.2)
     during = rss_kib(pid) if alive(pid) else 0
     unsent = len(left)
+    closed_s = time.monotonic() - t0
     for s in everyone:
         s.close()
     time.sleep(5)
     out, _ = probe.communicate("stop\n", timeout=10)
     p = dict(kv.split("=") for kv in out.split())
     after = rss_kib(pid) if alive(pid) else 0
+    after_anon = rss_kib(pid, "RssAnon") if alive(pid) else 0
     print(
         f"peers={peers} bytes={nbytes} opened={opened} refused={refused} sent_all={done} "
-        f"shed={shed} unsent={unsent} idle_kib={idle} peak_kib={peak} held_kib={during} "
-        f"after_kib={after} alive={int(alive(pid))} probe_n={p['n']} "
-        f"probe_fail={p['fail']} probe_p50_ms={p['p50']} probe_max_ms={p['max']}"
+        f"shed={shed} unsent={unsent} cold_kib={cold} idle_kib={idle} idle_anon_kib={idle_anon} "
+        f"peak_kib={peak} held_kib={during} after_kib={after} after_anon_kib={after_anon} alive={int(alive(pid))} probe_n={p['n']} "
+        f"probe_fail={p['fail']} probe_p50_ms={p['p50']} probe_max_ms={p['max']} "
+        f"probe_slowest={p['slowest_at']} peers_sent_by_s={sent_s:.1f} peers_closed_at_s={closed_s:.1f}"
     )
 
 
@@ -219,9 +233,10 @@ def probe_main(port):
     probe.stop = True
     probe.join(timeout=5)
     rtts = sorted(probe.rtts) or [0]
+    slow = sorted(probe.timeline, key=lambda x: -x[1])[:3]
     print(
         f"n={len(probe.rtts)} fail={probe.failures} p50={statistics.median(rtts):.2f} "
-        f"max={rtts[-1]:.2f}"
+        f"max={rtts[-1]:.2f} slowest_at={','.join(f'{t:.1f}s:{ms:.0f}' for t, ms in slow)}"
     )
 
 

@@ -39,8 +39,9 @@ pub(crate) struct Budget {
     used: AtomicUsize,
     /// Bytes held by channels that were shed and have not let go yet: already counted as free.
     shedding: AtomicUsize,
-    /// Channels holding a grown buffer (the candidates for shedding).
-    holders: Mutex<Vec<Weak<Holder>>>,
+    /// Channels holding a grown buffer (the candidates for shedding), with how many of them
+    /// have been dropped since the list was last pruned.
+    holders: Mutex<(Vec<Weak<Holder>>, usize)>,
     total_shed: AtomicU64,
     last_shed: Mutex<Option<Instant>>,
     handler: Mutex<Option<ShedHandler>>,
@@ -81,7 +82,7 @@ impl Budget {
             limit,
             used: AtomicUsize::new(0),
             shedding: AtomicUsize::new(0),
-            holders: Mutex::new(Vec::new()),
+            holders: Mutex::new((Vec::new(), 0)),
             total_shed: AtomicU64::new(0),
             last_shed: Mutex::new(None),
             handler: Mutex::new(None),
@@ -154,16 +155,34 @@ impl Budget {
     /// A channel whose buffer holds `held` bytes grows it by `extra`: it is tracked from now
     /// on (a candidate for shedding). Returns `false` when the budget cannot make room and this
     /// channel is the one to shed; nothing was added then.
+    #[cold]
     pub(crate) fn grow(&self, holder: &Arc<Holder>, held: usize, extra: usize) -> bool {
         if !holder.listed.load(Ordering::Relaxed) {
             *lock(&holder.since) = Some(Instant::now());
             holder.bytes.store(held, Ordering::Relaxed);
             holder.listed.store(true, Ordering::Relaxed);
-            let mut list = lock(&self.holders);
-            list.retain(|h| h.strong_count() > 0);
-            list.push(Arc::downgrade(holder));
+            lock(&self.holders).0.push(Arc::downgrade(holder));
         }
         self.take(holder, extra)
+    }
+
+    /// A channel is dropped, `holder` with it. A listed one leaves a dead entry in the list,
+    /// and each dead entry keeps two small allocations alive (the holder's and, through its
+    /// weak pointer, the socket's): the list is pruned once half of it is dead, so after a
+    /// burst of long-line connections has left the memory they used is given back.
+    pub(crate) fn leave(&self, holder: Arc<Holder>) {
+        let listed = holder.listed.load(Ordering::Relaxed);
+        drop(holder);
+        if listed {
+            let mut guard = lock(&self.holders);
+            let (list, dead) = &mut *guard;
+            *dead += 1;
+            if *dead * 2 >= list.len() {
+                list.retain(|h| h.strong_count() > 0);
+                list.shrink_to_fit();
+                *dead = 0;
+            }
+        }
     }
 
     /// Sheds the channels holding the most bytes (the oldest first among equals) until the
@@ -172,6 +191,7 @@ impl Budget {
     /// then fails its own read.
     fn make_room(&self, me: &Arc<Holder>) -> bool {
         let mut list: Vec<Arc<Holder>> = lock(&self.holders)
+            .0
             .iter()
             .filter_map(Weak::upgrade)
             .filter(|h| !h.is_shed())

@@ -4,7 +4,8 @@
 //! an empty one. The pool keeps that from costing an allocation (and a zeroing) per message.
 //! Two sizes are pooled: the [`CHUNK`] every channel starts with, and the [`BULK`] size a
 //! bulk stream's reads grow to, so a stream that waits between bursts gets its full-size
-//! buffer back without zeroing 56 KiB again.
+//! buffer back without zeroing 56 KiB again. A pool never keeps more buffers than its loop has
+//! sockets ([`fit_pools`]), so memory a burst of connections took goes back when they leave.
 
 use std::cell::RefCell;
 
@@ -15,8 +16,8 @@ pub(crate) const CHUNK: usize = 8 * 1024;
 pub(crate) const BULK: usize = 64 * 1024;
 /// [`CHUNK`] buffers kept per thread at most (2 MiB).
 const POOL_MAX: usize = 256;
-/// [`BULK`] buffers kept per thread at most (2 MiB).
-const BULK_POOL_MAX: usize = 32;
+/// [`BULK`] buffers kept per thread at most (512 KiB).
+const BULK_POOL_MAX: usize = 8;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -54,6 +55,21 @@ pub(crate) fn give(buf: Vec<u8>) {
             let mut p = p.borrow_mut();
             if p.len() < BULK_POOL_MAX {
                 p.push(buf);
+            }
+        });
+    }
+}
+
+/// Trims this thread's pools to at most `sockets` buffers each: a buffer is pooled for a socket
+/// of the loop to take again, so after a burst of connections has left the loop keeps only as
+/// many as it still has sockets. The loop calls it once per poll.
+#[inline]
+pub(crate) fn fit_pools(sockets: usize) {
+    for pool in [&POOL, &BULK_POOL] {
+        let _ = pool.try_with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() > sockets {
+                p.truncate(sockets);
             }
         });
     }

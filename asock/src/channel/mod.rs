@@ -6,7 +6,7 @@
 //! second buffer in between.
 
 pub(crate) mod budget;
-mod buffer;
+pub(crate) mod buffer;
 mod copy;
 #[doc(hidden)]
 pub mod memory;

@@ -25,6 +25,12 @@ const MAX_READ_SIZE: usize = BULK;
 /// 4 MiB lines to one loop; a probe's round trip waits for one turn of each of them).
 const GROWTH_STEP: usize = 16 * 1024;
 
+/// A line search that holds this much without finding its delimiter makes each further read in
+/// the loop's low-priority lane ([`coop::defer`](crate::selector::coop::defer)), one read per
+/// turn: a long line waits behind interactive connections, never they behind it (issue 18).
+/// One pooled chunk, so an ordinary line never waits there.
+const DEFER_LINE_AT: usize = CHUNK;
+
 /// The default limit of [`ByteReadChannel::read_line`]: 1 MiB.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 1 << 20;
 
@@ -70,6 +76,8 @@ pub struct ByteReadChannel {
     eof: bool,
     cancelled: bool,
     notified: bool,
+    /// This turn came from the low-priority lane: a long line search may make its one read.
+    granted: bool,
     max_line: usize,
     /// How much to read at once: starts at one pooled chunk and doubles (up to
     /// [`MAX_READ_SIZE`]) while reads keep filling the buffer, so a bulk stream makes few large
@@ -160,6 +168,7 @@ impl ByteReadChannel {
             eof: false,
             cancelled: false,
             notified: false,
+            granted: false,
             max_line: DEFAULT_MAX_LINE_LENGTH,
             read_size: CHUNK,
             failed: None,
@@ -458,7 +467,7 @@ impl ByteReadChannel {
 
     /// Counts the buffer's growth to `len` bytes against the memory budget, if there is one.
     /// `false`: the budget shed this channel (or refuses it more), and the read must fail.
-    #[inline]
+    #[inline(always)]
     fn count(&mut self, len: usize) -> bool {
         let Some((b, h)) = &self.budget else {
             return true;
@@ -681,7 +690,6 @@ impl ByteReadChannel {
             .max_line
             .saturating_add(slack)
             .saturating_add(MAX_READ_SIZE);
-        let mut filled = false;
         loop {
             let from = self.start + self.scanned;
             let hay = &self.buf[from..self.end];
@@ -721,14 +729,15 @@ impl ByteReadChannel {
                     limit: self.max_line,
                 }));
             }
-            if filled && buffered >= MAX_READ_SIZE {
-                // A long line arriving fast: one read per turn, then the loop's other
-                // connections run (the search resumes where it stopped), however much the
-                // kernel holds.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
+            if buffered >= DEFER_LINE_AT {
+                // A long line: each read waits its turn in the low-priority lane (the search
+                // resumes where it stopped), however much the kernel holds for it.
+                if !std::mem::take(&mut self.granted) {
+                    self.granted = true;
+                    crate::selector::coop::defer(cx);
+                    return Poll::Pending;
+                }
             }
-            filled = true;
             if ready!(self.poll_fill_capped(cx, cap))? == 0 {
                 if buffered == 0 {
                     return Poll::Ready(Ok(None));
@@ -756,6 +765,9 @@ impl Drop for ByteReadChannel {
     fn drop(&mut self) {
         self.release();
         self.notify_finished();
+        if let Some((b, h)) = self.budget.take() {
+            b.leave(h);
+        }
     }
 }
 

@@ -6,16 +6,94 @@
 //! it and, when it is gone, wakes the task and returns `Pending`, putting it at the back of the
 //! run queue. Off the loops (a foreign executor) the budget is unlimited: that executor has its
 //! own rules.
+//!
+//! A task that has a long job to do piece by piece (a line search through megabytes that keep
+//! arriving) can [`defer`] itself instead: it goes to the back of a second, low-priority lane
+//! that the loop serves a few tasks of per iteration, after the tasks the last poll woke. So a
+//! thousand peers streaming long lines cost an interactive connection one short turn each
+//! iteration, not a thousand reads (issue 18).
 
-use std::cell::Cell;
-use std::task::Context;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::task::{Context, Waker};
 
 /// Operations a task may complete per turn (tokio uses the same number).
 pub(crate) const BUDGET: u32 = 128;
 const UNLIMITED: u32 = u32::MAX;
 
+/// Deferred tasks the loop wakes per iteration.
+pub(crate) const DEFERRED_PER_TURN: usize = 4;
+
 thread_local! {
     static LEFT: Cell<u32> = const { Cell::new(UNLIMITED) };
+    /// The low-priority lane of the loop on this thread; `None` off the loops.
+    static DEFERRED: RefCell<Option<VecDeque<Waker>>> = const { RefCell::new(None) };
+    /// How many tasks wait in [`DEFERRED`]: what the loop checks every iteration.
+    static WAITING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Opens the low-priority lane on this thread (a loop thread, before it runs tasks).
+pub(crate) fn enter() {
+    DEFERRED.with_borrow_mut(|d| *d = Some(VecDeque::new()));
+}
+
+/// Closes the lane: the deferred tasks' wakers are dropped (the loop is exiting and drops its
+/// tasks anyway).
+pub(crate) fn exit() {
+    let lane = DEFERRED.with_borrow_mut(Option::take);
+    WAITING.set(0);
+    drop(lane);
+}
+
+/// Puts the current task at the back of the low-priority lane: it runs again once the loop
+/// has served the tasks ahead of it there, each iteration after the ones I/O woke. Off the
+/// loops it is an ordinary yield (woken at once).
+pub(crate) fn defer(cx: &mut Context<'_>) {
+    let queued = DEFERRED.with_borrow_mut(|d| match d {
+        Some(lane) => {
+            lane.push_back(cx.waker().clone());
+            WAITING.set(lane.len());
+            true
+        }
+        None => false,
+    });
+    if !queued {
+        cx.waker().wake_by_ref();
+    }
+}
+
+/// Whether deferred tasks wait (the loop must not block in `epoll_wait` then).
+#[inline]
+pub(crate) fn any_deferred() -> bool {
+    WAITING.get() != 0
+}
+
+/// Wakes the first `n` deferred tasks (onto the ordinary run queue).
+#[inline]
+pub(crate) fn wake_deferred(n: usize) {
+    if any_deferred() {
+        wake_deferred_slow(n);
+    }
+}
+
+#[inline(never)]
+fn wake_deferred_slow(n: usize) {
+    for _ in 0..n {
+        let Some(w) = DEFERRED.with_borrow_mut(|d| d.as_mut().and_then(VecDeque::pop_front)) else {
+            break;
+        };
+        WAITING.set(WAITING.get() - 1);
+        w.wake();
+    }
+}
+
+/// Gives back the lane's spare capacity (most of the loop's sockets left).
+pub(crate) fn shrink() {
+    DEFERRED.with_borrow_mut(|d| {
+        if let Some(lane) = d {
+            lane.shrink_to_fit();
+        }
+    });
 }
 
 /// Grants a fresh budget; the loop calls it before running each task.
@@ -84,5 +162,36 @@ mod tests {
         reset();
         assert!(proceed(&mut cx));
         LEFT.with(|l| l.set(UNLIMITED));
+    }
+
+    #[test]
+    fn deferred_tasks_wake_in_order_a_few_per_turn_and_off_the_loops_at_once() {
+        let counts: Vec<_> = (0..6)
+            .map(|_| Arc::new(Count(AtomicUsize::new(0))))
+            .collect();
+        let wakers: Vec<_> = counts.iter().map(|c| Waker::from(c.clone())).collect();
+        let woken =
+            || -> Vec<usize> { counts.iter().map(|c| c.0.load(Ordering::SeqCst)).collect() };
+        // Off a loop there is no lane: deferring is an ordinary yield.
+        defer(&mut Context::from_waker(&wakers[0]));
+        assert_eq!(woken(), [1, 0, 0, 0, 0, 0]);
+        assert!(!any_deferred());
+
+        enter();
+        for w in &wakers {
+            defer(&mut Context::from_waker(w));
+        }
+        assert_eq!(woken(), [1, 0, 0, 0, 0, 0], "deferring wakes nobody yet");
+        assert!(any_deferred());
+        wake_deferred(4);
+        assert_eq!(woken(), [2, 1, 1, 1, 0, 0], "the first four, in order");
+        wake_deferred(4);
+        assert_eq!(woken(), [2, 1, 1, 1, 1, 1]);
+        assert!(!any_deferred());
+        defer(&mut Context::from_waker(&wakers[5]));
+        exit();
+        assert!(!any_deferred(), "leaving the loop drops the lane");
+        wake_deferred(4);
+        assert_eq!(woken(), [2, 1, 1, 1, 1, 1]);
     }
 }

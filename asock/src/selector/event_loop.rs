@@ -22,6 +22,8 @@ use crate::util::lock;
 const WAKE_TOKEN: Token = Token(usize::MAX);
 /// Tasks run between two polls for I/O, so sockets are not starved by a busy task set.
 const TASK_BUDGET: usize = 64;
+/// Tables sized for fewer sockets than this are never shrunk.
+const SHRINK_FROM: usize = 1024;
 
 /// What other threads share with a loop: how to reach it and what it owns for them.
 pub(crate) struct LoopShared {
@@ -268,9 +270,14 @@ pub(crate) fn run(
     CURRENT.with(|c| *c.borrow_mut() = Some(local.clone()));
     HOME.set(Arc::as_ptr(&shared));
     QUEUE.with_borrow_mut(|q| q.reserve(64));
+    super::coop::enter();
     let mut events = Events::with_capacity(1024);
     let mut wakers: Vec<Waker> = Vec::with_capacity(64);
     let mut last_activity = Instant::now();
+    // Socket-table capacity above which a sparse table is shrunk (raised to what a shrink
+    // could not go below, so a table that cannot shrink is not retried every iteration).
+    let mut sparse_from = SHRINK_FROM;
+    let mut last_registered = 0;
 
     loop {
         // 1. Run what is ready, up to a budget.
@@ -298,7 +305,7 @@ pub(crate) fn run(
             let busy = config
                 .busy_poll
                 .is_some_and(|spin| last_activity.elapsed() < spin);
-            if !QUEUE.with_borrow(VecDeque::is_empty) || busy {
+            if !QUEUE.with_borrow(VecDeque::is_empty) || super::coop::any_deferred() || busy {
                 timeout = Some(Duration::ZERO);
             } else {
                 inj.sleeping = true;
@@ -323,8 +330,8 @@ pub(crate) fn run(
 
         // 4. Turn events into readiness and wake whoever waits for it.
         let mut any = false;
-        {
-            let ios = lock(&shared.ios);
+        let registered = {
+            let mut ios = lock(&shared.ios);
             for event in events.iter() {
                 if event.token() == WAKE_TOKEN {
                     continue;
@@ -334,10 +341,22 @@ pub(crate) fn run(
                     any = true;
                 }
             }
-        }
+            if ios.len() * 4 < ios.capacity() && ios.capacity() > sparse_from {
+                // Most sockets left: give back what the tables grew to for them.
+                sparse_from = shrink_tables(&shared, &mut ios);
+            }
+            ios.len()
+        };
         for w in wakers.drain(..) {
             w.wake();
         }
+        // A few deferred tasks, behind the ones I/O just woke.
+        super::coop::wake_deferred(super::coop::DEFERRED_PER_TURN);
+        if registered < last_registered {
+            // Sockets left: pooled buffers beyond what the rest could use go back.
+            crate::channel::buffer::fit_pools(registered);
+        }
+        last_registered = registered;
 
         // 5. Fire expired timers.
         let now = Instant::now();
@@ -369,6 +388,7 @@ pub(crate) fn run(
         drop(queued);
     }
     local.timers.borrow_mut().orphan_all();
+    super::coop::exit();
     HOME.set(std::ptr::null());
     CURRENT.with(|c| c.borrow_mut().take());
 }
@@ -415,6 +435,17 @@ fn drop_tasks(tasks: impl IntoIterator<Item = Runnable>) {
         // The thread is exiting and its locals are gone: nothing can be deferred.
         Err(_) => tasks.for_each(drop),
     }
+}
+
+/// Shrinks the loop's tables after most of its sockets left (a burst of connections came and
+/// went); returns the capacity the socket table could not shrink below.
+fn shrink_tables(shared: &LoopShared, ios: &mut Slab<Arc<dyn LoopIo>>) -> usize {
+    // Keys stay valid: only vacant entries at the end go.
+    ios.shrink_to_fit();
+    lock(&shared.tasks).wakers.shrink_to_fit();
+    QUEUE.with_borrow_mut(VecDeque::shrink_to_fit);
+    super::coop::shrink();
+    ios.capacity().max(SHRINK_FROM)
 }
 
 fn take_injected(local: &Local, inj: &mut Inject) {
