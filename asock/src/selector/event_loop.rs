@@ -274,9 +274,10 @@ pub(crate) fn run(
     let mut events = Events::with_capacity(1024);
     let mut wakers: Vec<Waker> = Vec::with_capacity(64);
     let mut last_activity = Instant::now();
-    // Socket-table capacity above which a sparse table is shrunk (raised to what a shrink
-    // could not go below, so a table that cannot shrink is not retried every iteration).
-    let mut sparse_from = SHRINK_FROM;
+    // When the tables were last shrunk: the socket table's capacity then, and the socket count
+    // below which to try again (a table whose last entries are still in use cannot shrink, so
+    // it is retried only once half of its sockets have left since, or after it grew again).
+    let mut shrunk = (0, usize::MAX);
     let mut last_registered = 0;
 
     loop {
@@ -341,9 +342,15 @@ pub(crate) fn run(
                     any = true;
                 }
             }
-            if ios.len() * 4 < ios.capacity() && ios.capacity() > sparse_from {
-                // Most sockets left: give back what the tables grew to for them.
-                sparse_from = shrink_tables(&shared, &mut ios);
+            if ios.len() * 4 < ios.capacity() && ios.capacity() > SHRINK_FROM {
+                if ios.capacity() > shrunk.0 {
+                    shrunk.1 = usize::MAX;
+                }
+                if ios.len() < shrunk.1 {
+                    // Most sockets left: give back what the tables grew to for them.
+                    shrink_tables(&shared, &mut ios);
+                    shrunk = (ios.capacity(), ios.len() / 2);
+                }
             }
             ios.len()
         };
@@ -438,14 +445,13 @@ fn drop_tasks(tasks: impl IntoIterator<Item = Runnable>) {
 }
 
 /// Shrinks the loop's tables after most of its sockets left (a burst of connections came and
-/// went); returns the capacity the socket table could not shrink below.
-fn shrink_tables(shared: &LoopShared, ios: &mut Slab<Arc<dyn LoopIo>>) -> usize {
+/// went).
+fn shrink_tables(shared: &LoopShared, ios: &mut Slab<Arc<dyn LoopIo>>) {
     // Keys stay valid: only vacant entries at the end go.
     ios.shrink_to_fit();
     lock(&shared.tasks).wakers.shrink_to_fit();
     QUEUE.with_borrow_mut(VecDeque::shrink_to_fit);
     super::coop::shrink();
-    ios.capacity().max(SHRINK_FROM)
 }
 
 fn take_injected(local: &Local, inj: &mut Inject) {
