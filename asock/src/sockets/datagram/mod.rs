@@ -15,6 +15,7 @@
 //! - `batch.rs`: [`DatagramBatch`], one kernel buffer of datagrams from one sender, whole;
 //! - `receive.rs`: the receive batch: datagrams taken from the kernel and not yet handed out;
 //! - `outgoing.rs`: [`DatagramSender`] and the task that sends what it queues;
+//! - `queue.rs`: the bounded queue between them (many senders, one receiver);
 //! - `incoming.rs`: the [`Incoming`] stream;
 //! - `socket.rs`: the socket types.
 //!
@@ -29,6 +30,7 @@ mod batch;
 mod builder;
 mod incoming;
 mod outgoing;
+mod queue;
 mod receive;
 mod shared;
 mod socket;

@@ -1,5 +1,5 @@
 //! The outgoing sender: [`DatagramSender`] queues datagrams from any number of tasks on a
-//! bounded `async-channel`, and one task per socket (launched by the first `outgoing()`) sends
+//! bounded queue (`queue.rs`), and one task per socket (launched by the first `outgoing()`) sends
 //! what is queued, up to 64 datagrams per system call (`sendmmsg` on Linux); a run of queued
 //! datagrams to one destination with one size (the last may be shorter) leaves as one UDP GSO
 //! send where the socket has GSO (see `UdpSocketBuilder::gso`).
@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 
-use async_channel::{Receiver, Sender};
+use async_channel::Sender;
 
+use super::queue::{self, QueueReceiver, QueueSender};
 use super::shared::{pieces, Shared};
 use super::Datagram;
 use crate::error::{Error, Result};
@@ -68,13 +69,13 @@ impl TxState {
 
 /// The socket's end of its outgoing queue, made (with the sending task) on first use.
 #[derive(Default)]
-pub(super) struct Outbox(OnceLock<Sender<Queued>>);
+pub(super) struct Outbox(OnceLock<QueueSender<Queued>>);
 
 impl Outbox {
     /// A sender on `shared`'s queue; the first call starts the task that sends what it queues.
     pub(super) fn sender(&self, shared: &Arc<Shared>) -> DatagramSender {
         let queue = self.0.get_or_init(|| {
-            let (tx, rx) = async_channel::bounded(shared.tx.capacity);
+            let (tx, rx) = queue::bounded(shared.tx.capacity);
             // Detached: it ends when the socket closes, or when every sending end is gone and
             // the queue is empty.
             drop(shared.io.handle().launch(send_loop(shared.clone(), rx)));
@@ -120,7 +121,7 @@ impl Outbox {
 #[derive(Clone)]
 pub struct DatagramSender {
     shared: Arc<Shared>,
-    queue: Sender<Queued>,
+    queue: QueueSender<Queued>,
 }
 
 impl std::fmt::Debug for DatagramSender {
@@ -248,10 +249,10 @@ impl DatagramSender {
 }
 
 /// Sends what [`DatagramSender`]s queue, in batches of up to 64 datagrams per system call.
-async fn send_loop(shared: Arc<Shared>, queue: Receiver<Queued>) {
+async fn send_loop(shared: Arc<Shared>, queue: QueueReceiver<Queued>) {
     let mut batch: Vec<Outgoing> = Vec::with_capacity(sys::MAX_BATCH);
     let mut flushes: Vec<Sender<()>> = Vec::new();
-    while let Ok(first) = queue.recv().await {
+    while let Some(first) = queue.recv().await {
         if shared.io.is_closed() {
             break;
         }
@@ -262,7 +263,7 @@ async fn send_loop(shared: Arc<Shared>, queue: Receiver<Queued>) {
                 Queued::Flush(f) => flushes.push(f),
             }
             if batch.len() < sys::MAX_BATCH {
-                next = queue.try_recv().ok();
+                next = queue.try_recv();
             }
         }
         send_batch(&shared, &batch).await;
@@ -277,7 +278,7 @@ async fn send_loop(shared: Arc<Shared>, queue: Receiver<Queued>) {
     }
     // Closed (or every sending end gone): drop what is left, so that pending flushes end.
     queue.close();
-    while let Ok(q) = queue.try_recv() {
+    while let Some(q) = queue.try_recv() {
         if let Queued::Datagram(d) = q {
             shared.tx.done(datagrams(&d));
         }
