@@ -58,7 +58,13 @@ fn dropped_handle_detaches_and_cancel_stops() {
         r.fetch_add(100, Ordering::SeqCst);
     });
     cancelled.cancel();
-    sel.run_blocking(asock::time::sleep(Duration::from_millis(100)));
+    // Bounded wait for the detached task (a loaded machine may run it late), then a margin in
+    // which the cancelled one, due at the same time, would have run too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ran.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        sel.run_blocking(asock::time::sleep(Duration::from_millis(10)));
+    }
+    sel.run_blocking(asock::time::sleep(Duration::from_millis(50)));
     assert_eq!(ran.load(Ordering::SeqCst), 1);
 }
 
