@@ -338,3 +338,35 @@ fn pinned_loops_steer_their_listeners_with_so_incoming_cpu() {
         );
     }));
 }
+
+/// Whether `flag` is set in what `fcntl(fd, cmd)` reports.
+fn fcntl_has(fd: std::os::fd::RawFd, cmd: i32, flag: i32) -> bool {
+    // SAFETY: F_GETFL and F_GETFD only read the flags of a descriptor the caller holds open.
+    let v = unsafe { libc::fcntl(fd, cmd) };
+    assert!(v >= 0, "fcntl failed");
+    v & flag != 0
+}
+
+#[test]
+fn accepted_sockets_are_nonblocking_cloexec_and_know_their_addresses() {
+    use std::os::fd::AsRawFd;
+    for (threads, bind) in [(1, "127.0.0.1:0"), (2, "127.0.0.1:0"), (1, "0.0.0.0:0")] {
+        let sel = SelectorManager::builder().threads(threads).build().unwrap();
+        sel.run_blocking(async {
+            let server = a_socket(&sel).tcp().bind(bind).await.unwrap();
+            let port = server.port().unwrap();
+            let peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let s = within(10, server.accept()).await.unwrap();
+            let fd = s.as_raw_fd();
+            assert!(fcntl_has(fd, libc::F_GETFL, libc::O_NONBLOCK), "{bind}");
+            assert!(fcntl_has(fd, libc::F_GETFD, libc::FD_CLOEXEC), "{bind}");
+            let local: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            assert_eq!(s.local_address().as_inet(), Some(local), "{bind}");
+            assert_eq!(
+                s.remote_address().as_inet(),
+                Some(peer.local_addr().unwrap()),
+                "{bind}"
+            );
+        });
+    }
+}

@@ -180,18 +180,23 @@ impl std::fmt::Debug for Socket {
 }
 
 impl Socket {
-    /// Wraps a connected, non-blocking socket.
+    /// Wraps a connected, non-blocking socket. Its addresses are asked of the kernel unless
+    /// the caller knows them (`local`, `remote`).
     pub(crate) fn from_raw(
         raw: RawSocket,
         manager: &Handle,
+        local: Option<SocketAddress>,
         remote: Option<SocketAddress>,
         timeout: Option<Duration>,
         initial: usize,
     ) -> Result<Socket> {
-        let local = raw
-            .local_addr()
-            .map(|a| super::from_sockaddr(&a))
-            .map_err(|e| Error::io("local address", e))?;
+        let local = match local {
+            Some(l) => l,
+            None => raw
+                .local_addr()
+                .map(|a| super::from_sockaddr(&a))
+                .map_err(|e| Error::io("local address", e))?,
+        };
         let remote = match remote {
             Some(r) => r,
             None => raw
