@@ -379,7 +379,8 @@ fn a_connection_finished_both_ways_is_closed_and_its_descriptor_goes_with_it() {
     sel.run_blocking(async {
         let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await.unwrap();
         let mut peer = TcpStream::connect(("127.0.0.1", server.port().unwrap())).unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let s = within(10, server.accept()).await.unwrap();
         let fd = s.as_raw_fd();
         let (mut input, mut output) = (s.open_read_channel(), s.open_write_channel(false));
@@ -396,13 +397,25 @@ fn a_connection_finished_both_ways_is_closed_and_its_descriptor_goes_with_it() {
         assert_eq!(got, b"ping");
         output.write_fully(b"pong").await.unwrap();
         output.close().await.unwrap();
-        assert!(s.is_closed(), "both channels finished: the socket is closed");
+        assert!(
+            s.is_closed(),
+            "both channels finished: the socket is closed"
+        );
         let mut back = Vec::new();
         peer.read_to_end(&mut back).unwrap();
-        assert_eq!(back, b"pong", "the peer got the reply and then end of stream");
+        assert_eq!(
+            back, b"pong",
+            "the peer got the reply and then end of stream"
+        );
         within(10, s.await_closed()).await;
-        assert!(fd_open(fd), "the number stays valid while the socket value lives");
+        assert!(
+            fd_open(fd),
+            "the number stays valid while the socket value lives"
+        );
         drop((input, output, s));
-        assert!(!fd_open(fd), "and goes with the last of the socket and its channels");
+        assert!(
+            !fd_open(fd),
+            "and goes with the last of the socket and its channels"
+        );
     });
 }
