@@ -217,20 +217,16 @@ impl Socket {
         timeout: Option<Duration>,
         initial: usize,
     ) -> Result<Socket> {
-        let local = match local {
-            Some(l) => l,
-            None => raw
-                .local_addr()
-                .map(|a| super::from_sockaddr(&a))
-                .map_err(|e| Error::io("local address", e))?,
-        };
-        let remote = match remote {
-            Some(r) => r,
-            None => raw
-                .peer_addr()
-                .map(|a| super::from_sockaddr(&a))
-                .map_err(|e| Error::io("peer address", e))?,
-        };
+        // An address the caller knows, or the kernel's answer.
+        let known =
+            |addr: Option<SocketAddress>, what, ask: fn(&RawSocket) -> io::Result<_>| match addr {
+                Some(a) => Ok(a),
+                None => ask(&raw)
+                    .map(|a| super::from_sockaddr(&a))
+                    .map_err(|e| Error::io(what, e)),
+            };
+        let local = known(local, "local address", RawSocket::local_addr)?;
+        let remote = known(remote, "peer address", RawSocket::peer_addr)?;
         Ok(Socket {
             shared: Arc::new(StreamShared {
                 io: IoSource::new(raw, manager, initial),
