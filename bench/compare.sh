@@ -19,7 +19,9 @@
 # MAX_NOISE (a run during which the rest of the machine used more than this % of one core is
 # thrown away and retried after a pause; default 15) and RETRIES (per run, default 5).
 # PRIORITY=rt runs server and load as SCHED_RR (chrt -r 10) so other work on a busy machine
-# cannot take their CPUs (set MAX_NOISE=100 with it: the kernel keeps 5% for others).
+# cannot take their CPUs (set MAX_NOISE=100 with it: the kernel keeps 5% for others);
+# PRIORITY=group runs the script in a scheduling group of its own at the highest weight, with
+# no RT throttling: use it for p99/p99.9 (see lib.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 

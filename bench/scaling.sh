@@ -15,7 +15,11 @@
 # per run (5), WARMUP (1), SCENARIOS ("pingpong churn"), CONNECTIONS for ping-pong (256),
 # CLIENTS for churn (64), SERVERS ("asock tokio-mt"), OUT (TSV), PRIORITY=rt (see lib.sh),
 # CHURN_TOTAL (after the rounds: this many churned connections against asock with the most
-# loops, checking that its descriptors and memory do not grow; 0 skips; default 100000).
+# loops, checking that its descriptors and memory do not grow; 0 skips; default 100000),
+# SOURCES (churn clients connect from this many loopback addresses, 127.0.0.2 up; default 64;
+# 1 = from 127.0.0.1 only, where the client's search for a free port among its TIME_WAIT
+# connections caps churn at about 14,000 connections/s for any server on this machine).
+# PRIORITY=group (lib.sh) is the steadier choice for the latency columns.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -34,6 +38,7 @@ CLIENTS=${CLIENTS:-64}
 SERVERS=${SERVERS:-asock tokio-mt}
 OUT=${OUT:-$(mktemp --suffix=.tsv)}
 CHURN_TOTAL=${CHURN_TOTAL:-100000}
+SOURCES=${SOURCES:-64}
 TICK=$(getconf CLK_TCK)
 
 ulimit -n 20000 2>/dev/null || true
@@ -73,7 +78,7 @@ cpu_secs() {
 }
 
 echo "# loops scenario server round rate p50_us p99_us p999_us errors server_cpu_us_per_op" >"$OUT"
-echo "results: $OUT (cpus=$CPUS loops=\"$LOOPS\" rounds=$ROUNDS duration=${DURATION}s; load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+echo "results: $OUT (cpus=$CPUS loops=\"$LOOPS\" rounds=$ROUNDS duration=${DURATION}s sources=$SOURCES; load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 
 for k in $LOOPS; do
     server_cpus="0-$((k - 1))"
@@ -98,7 +103,7 @@ for k in $LOOPS; do
                     churn)
                         before=$(cpu_secs "$SERVER_PID")
                         line=$("${load[@]}" "$BIN/churn-load" "$SERVER_ADDR" --clients "$CLIENTS" --threads "$k" \
-                            --duration "$DURATION" --warmup "$WARMUP" 2>/dev/null | tail -1 || true)
+                            --sources "$SOURCES" --duration "$DURATION" --warmup "$WARMUP" 2>/dev/null | tail -1 || true)
                         after=$(cpu_secs "$SERVER_PID")
                         conns=$(field conns "$line")
                         # Server CPU over warm-up and run, per measured connection (an upper bound).
@@ -149,10 +154,11 @@ if ((CHURN_TOTAL > 0)); then
     k=${LOOPS##* }
     start asock "$k" "0-$((k > CPUS ? CPUS - 1 : k - 1))"
     # Warm up (pools and first allocations), then count descriptors and RSS around the run.
-    "$BIN/churn-load" "$SERVER_ADDR" --clients "$CLIENTS" --total 2000 >/dev/null
+    "$BIN/churn-load" "$SERVER_ADDR" --clients "$CLIENTS" --sources "$SOURCES" --total 2000 >/dev/null
     fds0=$(ls "/proc/$SERVER_PID/fd" | wc -l)
     rss0=$(awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status")
-    line=$("$BIN/churn-load" "$SERVER_ADDR" --clients "$CLIENTS" --threads "$k" --total "$CHURN_TOTAL" | tail -1)
+    line=$("$BIN/churn-load" "$SERVER_ADDR" --clients "$CLIENTS" --threads "$k" --sources "$SOURCES" \
+        --total "$CHURN_TOTAL" | tail -1)
     sleep 0.5
     fds1=$(ls "/proc/$SERVER_PID/fd" | wc -l)
     rss1=$(awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status")

@@ -46,6 +46,22 @@ pub fn relay(
     let (ended, writer_end) = mpsc::channel::<WriterEnd>();
 
     let to_writer = chunks.clone();
+    // Before any byte is relayed: a signal that comes once the peer has seen data must find
+    // this action, not the one before it (listen's, which only closes its listener).
+    stopper.set(move |sig| {
+        tracing::warn!(
+            "{}: closing the connection (signal again to exit now)",
+            signal_name(sig)
+        );
+        // The queue may be full while the peer does not read: the deadline below still holds.
+        std::thread::spawn(move || {
+            let _ = chunks.send(Chunk::End);
+        });
+        std::thread::spawn(move || {
+            std::thread::sleep(linger);
+            crate::shutdown::exit_now(0);
+        });
+    });
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
@@ -78,21 +94,6 @@ pub fn relay(
             }
             let _ = ended.send(result);
         })?;
-
-    stopper.set(move |sig| {
-        tracing::warn!(
-            "{}: closing the connection (signal again to exit now)",
-            signal_name(sig)
-        );
-        // The queue may be full while the peer does not read: the deadline below still holds.
-        std::thread::spawn(move || {
-            let _ = chunks.send(Chunk::End);
-        });
-        std::thread::spawn(move || {
-            std::thread::sleep(linger);
-            crate::shutdown::exit_now(0);
-        });
-    });
 
     let mut stdout = std::io::stdout().lock();
     let mut buf = vec![0u8; 64 * 1024];

@@ -338,3 +338,84 @@ fn pinned_loops_steer_their_listeners_with_so_incoming_cpu() {
         );
     }));
 }
+
+/// Whether `flag` is set in what `fcntl(fd, cmd)` reports.
+fn fcntl_has(fd: std::os::fd::RawFd, cmd: i32, flag: i32) -> bool {
+    // SAFETY: F_GETFL and F_GETFD only read the flags of a descriptor the caller holds open.
+    let v = unsafe { libc::fcntl(fd, cmd) };
+    assert!(v >= 0, "fcntl failed");
+    v & flag != 0
+}
+
+#[test]
+fn accepted_sockets_are_nonblocking_cloexec_and_know_their_addresses() {
+    use std::os::fd::AsRawFd;
+    for (threads, bind) in [(1, "127.0.0.1:0"), (2, "127.0.0.1:0"), (1, "0.0.0.0:0")] {
+        let sel = SelectorManager::builder().threads(threads).build().unwrap();
+        sel.run_blocking(async {
+            let server = a_socket(&sel).tcp().bind(bind).await.unwrap();
+            let port = server.port().unwrap();
+            let peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let s = within(10, server.accept()).await.unwrap();
+            let fd = s.as_raw_fd();
+            assert!(fcntl_has(fd, libc::F_GETFL, libc::O_NONBLOCK), "{bind}");
+            assert!(fcntl_has(fd, libc::F_GETFD, libc::FD_CLOEXEC), "{bind}");
+            let local: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            assert_eq!(s.local_address().as_inet(), Some(local), "{bind}");
+            assert_eq!(
+                s.remote_address().as_inet(),
+                Some(peer.local_addr().unwrap()),
+                "{bind}"
+            );
+        });
+    }
+}
+
+#[test]
+fn a_connection_finished_both_ways_is_closed_and_its_descriptor_goes_with_it() {
+    use std::os::fd::AsRawFd;
+    let fd_open = |fd: i32| std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists();
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    sel.run_blocking(async {
+        let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(("127.0.0.1", server.port().unwrap())).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let s = within(10, server.accept()).await.unwrap();
+        let fd = s.as_raw_fd();
+        let (mut input, mut output) = (s.open_read_channel(), s.open_write_channel(false));
+        peer.write_all(b"ping").unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        let (mut got, mut buf) = (Vec::new(), [0u8; 64]);
+        loop {
+            let n = within(10, input.read_available(&mut buf)).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"ping");
+        output.write_fully(b"pong").await.unwrap();
+        output.close().await.unwrap();
+        assert!(
+            s.is_closed(),
+            "both channels finished: the socket is closed"
+        );
+        let mut back = Vec::new();
+        peer.read_to_end(&mut back).unwrap();
+        assert_eq!(
+            back, b"pong",
+            "the peer got the reply and then end of stream"
+        );
+        within(10, s.await_closed()).await;
+        assert!(
+            fd_open(fd),
+            "the number stays valid while the socket value lives"
+        );
+        drop((input, output, s));
+        assert!(
+            !fd_open(fd),
+            "and goes with the last of the socket and its channels"
+        );
+    });
+}

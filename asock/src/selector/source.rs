@@ -248,6 +248,17 @@ impl<S: AsRawFd> IoSource<S> {
         self.shared.release(&mut state);
     }
 
+    /// [`close`](Self::close) for a source on which nothing more can move (a stream that read
+    /// the peer's end of stream and shut its write half): every wait ends with `Error::Closed`
+    /// and the registration goes at once, but the socket is left for the owner's drop to
+    /// close, with no `dup3` onto the dead socket. A later [`close`](Self::close) still
+    /// releases it in place.
+    pub(crate) fn close_finished(&self) {
+        self.shared.io.close();
+        let mut state = lock(&self.shared.state);
+        self.deregister(&mut state);
+    }
+
     /// Whether [`close`](Self::close) was called (or the manager closed it).
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.io.is_closed()

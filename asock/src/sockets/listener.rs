@@ -363,7 +363,7 @@ impl Listeners {
             let r = poll_fn(|cx| {
                 for i in range.clone() {
                     let io = &self.ios[i % n];
-                    match io.poll_io(cx, Direction::Read, |s| s.accept(), |_| false) {
+                    match io.poll_io(cx, Direction::Read, crate::sys::accept, |_| false) {
                         Poll::Ready(r) => return Poll::Ready(r),
                         Poll::Pending => {}
                     }
@@ -428,9 +428,8 @@ impl Listeners {
         .await
     }
 
+    /// Wraps a socket [`sys::accept`](crate::sys::accept) gave (non-blocking already).
     fn wrap_accepted(&self, raw: RawSocket, peer: &SockAddr) -> Result<Socket> {
-        raw.set_nonblocking(true)
-            .map_err(|e| Error::io("accept", e))?;
         let kind = if self.local.as_unix().is_some() {
             Kind::Unix
         } else {
@@ -441,9 +440,16 @@ impl Listeners {
         o.send_buffer_size = None;
         o.receive_buffer_size = None;
         o.apply(&raw, kind, os::is_ipv6(&self.local))?;
+        // A connection to a listener on one IP address has exactly the listener's address: no
+        // `getsockname` for it. On a wildcard address (or a Unix path) the kernel says.
+        let local = match &self.local {
+            SocketAddress::Inet(a) if !a.ip().is_unspecified() => Some(self.local.clone()),
+            _ => None,
+        };
         Socket::from_raw(
             raw,
             &self.manager,
+            local,
             Some(from_sockaddr(peer)),
             self.options.socket_timeout,
             ready::ALL,

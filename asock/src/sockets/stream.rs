@@ -27,6 +27,10 @@ pub(crate) struct StreamShared {
     timeout_ns: AtomicU64,
     read_done: AtomicBool,
     write_done: AtomicBool,
+    /// A read returned end of stream: the peer shut its write half.
+    read_eof: AtomicBool,
+    /// Our write half was shut down (the FIN is queued).
+    write_shut: AtomicBool,
     /// Its place under its listener's connection cap, given back when the last user goes.
     permit: Option<super::limit::Permit>,
 }
@@ -58,15 +62,35 @@ impl StreamShared {
 #[cfg(feature = "tls")]
 use crate::sys::SEND_FLAGS;
 
+impl StreamShared {
+    /// Both channels are finished: the socket closes. When the peer's end of stream was read
+    /// and our write half was shut down, the connection is over in both directions, so the
+    /// descriptor is left for the last drop to close, which saves the `dup3` of a release in
+    /// place on every connection. Otherwise (a read side given up early, a write side dropped
+    /// unflushed) the socket is released at once as by [`Socket::close`]'s core: the peer
+    /// gets its FIN, or a reset for bytes no one will read.
+    fn both_finished(&self) {
+        if self.read_eof.load(Ordering::Relaxed) && self.write_shut.load(Ordering::Relaxed) {
+            self.io.close_finished();
+        } else {
+            self.io.close();
+        }
+    }
+}
+
 impl Source for StreamShared {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let len = buf.len();
-        self.io.poll_io(
+        let r = self.io.poll_io(
             cx,
             Direction::Read,
             |s| crate::sys::recv(s.as_raw_fd(), buf),
             |n| *n < len,
-        )
+        );
+        if matches!(r, Poll::Ready(Ok(0))) && len > 0 {
+            self.read_eof.store(true, Ordering::Relaxed);
+        }
+        r
     }
 
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -86,7 +110,10 @@ impl Source for StreamShared {
     fn poll_shutdown_write(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.io.get_ref().shutdown(Shutdown::Write) {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
-            _ => Poll::Ready(Ok(())),
+            _ => {
+                self.write_shut.store(true, Ordering::Relaxed);
+                Poll::Ready(Ok(()))
+            }
         }
     }
 
@@ -114,14 +141,14 @@ impl Source for StreamShared {
     fn read_finished(&self) {
         self.read_done.store(true, Ordering::Release);
         if self.write_done.load(Ordering::Acquire) {
-            self.io.close();
+            self.both_finished();
         }
     }
 
     fn write_finished(&self) {
         self.write_done.store(true, Ordering::Release);
         if self.read_done.load(Ordering::Acquire) {
-            self.io.close();
+            self.both_finished();
         }
     }
 
@@ -180,25 +207,26 @@ impl std::fmt::Debug for Socket {
 }
 
 impl Socket {
-    /// Wraps a connected, non-blocking socket.
+    /// Wraps a connected, non-blocking socket. Its addresses are asked of the kernel unless
+    /// the caller knows them (`local`, `remote`).
     pub(crate) fn from_raw(
         raw: RawSocket,
         manager: &Handle,
+        local: Option<SocketAddress>,
         remote: Option<SocketAddress>,
         timeout: Option<Duration>,
         initial: usize,
     ) -> Result<Socket> {
-        let local = raw
-            .local_addr()
-            .map(|a| super::from_sockaddr(&a))
-            .map_err(|e| Error::io("local address", e))?;
-        let remote = match remote {
-            Some(r) => r,
-            None => raw
-                .peer_addr()
-                .map(|a| super::from_sockaddr(&a))
-                .map_err(|e| Error::io("peer address", e))?,
-        };
+        // An address the caller knows, or the kernel's answer.
+        let known =
+            |addr: Option<SocketAddress>, what, ask: fn(&RawSocket) -> io::Result<_>| match addr {
+                Some(a) => Ok(a),
+                None => ask(&raw)
+                    .map(|a| super::from_sockaddr(&a))
+                    .map_err(|e| Error::io(what, e)),
+            };
+        let local = known(local, "local address", RawSocket::local_addr)?;
+        let remote = known(remote, "peer address", RawSocket::peer_addr)?;
         Ok(Socket {
             shared: Arc::new(StreamShared {
                 io: IoSource::new(raw, manager, initial),
@@ -207,6 +235,8 @@ impl Socket {
                 timeout_ns: AtomicU64::new(timeout.map_or(0, duration_ns)),
                 read_done: AtomicBool::new(false),
                 write_done: AtomicBool::new(false),
+                read_eof: AtomicBool::new(false),
+                write_shut: AtomicBool::new(false),
                 permit: None,
             }),
             host: None,

@@ -230,6 +230,7 @@ impl TcpSocketBuilder {
         let socket = Socket::from_raw(
             raw,
             self.manager.handle(),
+            None,
             Some(addr.clone()),
             self.options.socket_timeout,
             if in_progress { 0 } else { ready::ALL },

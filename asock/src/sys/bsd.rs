@@ -9,7 +9,7 @@ use std::os::fd::RawFd;
 use socket2::Socket as RawSocket;
 
 pub(crate) use super::fallback::{
-    autobind_unix, gso_supported, pipe, recv, send, sendfile, set_gro, splice, HAS_BATCH,
+    accept, autobind_unix, gso_supported, pipe, recv, send, sendfile, set_gro, splice, HAS_BATCH,
     HAS_SPLICE,
 };
 pub(super) use super::fallback::{dup_onto, recv_batch, send_batch, send_segmented, send_segments};

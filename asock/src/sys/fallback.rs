@@ -100,6 +100,15 @@ pub(super) fn dup_onto(dead: RawFd, fd: RawFd) -> io::Result<()> {
     unsafe { syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC)) }.map(drop)
 }
 
+/// Accepts one connection from a non-blocking listener as a non-blocking, close-on-exec
+/// socket, with the peer's address (the portable path: `accept`, then `O_NONBLOCK` set on the
+/// new socket).
+pub(crate) fn accept(listener: &RawSocket) -> io::Result<(RawSocket, SockAddr)> {
+    let (sock, peer) = listener.accept()?;
+    sock.set_nonblocking(true)?;
+    Ok((sock, peer))
+}
+
 /// One `recv` on a non-blocking stream socket.
 #[inline]
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {

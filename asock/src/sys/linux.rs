@@ -31,6 +31,14 @@ pub(crate) fn prepare_socket(_sock: &RawSocket) -> io::Result<()> {
     Ok(())
 }
 
+/// Accepts one connection from a non-blocking listener: one `accept4` that makes the new
+/// socket non-blocking and close-on-exec itself, where the portable path needs two more
+/// `fcntl` calls per connection.
+#[inline]
+pub(crate) fn accept(listener: &RawSocket) -> io::Result<(RawSocket, SockAddr)> {
+    listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+}
+
 /// Whether the kernel offers UDP generic segmentation offload (`UDP_SEGMENT`, Linux 4.18+) on
 /// `sock`: the socket option can be read.
 pub(crate) fn gso_supported(sock: &RawSocket) -> bool {

@@ -74,7 +74,7 @@ use fallback as imp;
 
 // What every platform family provides (a family that lacks one fails to build here).
 pub(crate) use imp::{
-    allowed_cpus, autobind_unix, gso_supported, peer_credentials, pin_current_thread, pipe,
+    accept, allowed_cpus, autobind_unix, gso_supported, peer_credentials, pin_current_thread, pipe,
     prepare_socket, recv, send, sendfile, set_gro, splice, HAS_BATCH, HAS_SPLICE, SEND_FLAGS,
 };
 

@@ -1,22 +1,27 @@
 //! Connection-churn load on tokio: `churn-load ADDR [--clients N] [--duration SECS]
-//! [--warmup SECS] [--total N] [--size BYTES] [--threads N]`.
+//! [--warmup SECS] [--total N] [--size BYTES] [--threads N] [--sources N]`.
 //!
 //! Each of `--clients` tasks loops: connect, write one `--size` message, read its echo, close.
+//! With `--sources N` (N > 1, an address in 127.0.0.0/8) client i connects from 127.0.0.(2 + i
+//! mod N): the client closes first, so its side keeps every connection in TIME_WAIT, and from
+//! one source address the kernel's search for a free port among them caps the rate (here about
+//! 14,000 connections/s whatever the server); spread over N addresses it no longer does.
 //! It counts the connections that completed during `--duration` seconds after `--warmup`, or,
 //! with `--total N`, runs until N connections completed (no warm-up). The last stdout line is
 //! machine-readable: `conns_per_s=.. conns=.. secs=.. errors=.. p50_us=.. p99_us=.. p999_us=..`
 //! (latency of one whole connect-echo-close). An independent load generator: it shares no code
 //! with the servers it measures.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 const USAGE: &str = "churn-load ADDR [--clients N] [--duration SECS] [--warmup SECS] [--total N] \
-                     [--size BYTES] [--threads N]";
+                     [--size BYTES] [--threads N] [--sources N]";
 
 struct Opts {
     addr: String,
@@ -26,6 +31,7 @@ struct Opts {
     total: Option<u64>,
     size: usize,
     threads: usize,
+    sources: usize,
 }
 
 fn opts() -> Opts {
@@ -37,6 +43,7 @@ fn opts() -> Opts {
         total: None,
         size: 64,
         threads: 1,
+        sources: 1,
     };
     let fail = |msg: String| -> ! {
         eprintln!("error: {msg}\nusage: {USAGE}");
@@ -60,6 +67,7 @@ fn opts() -> Opts {
             "--total" => o.total = Some(value(&arg) as u64),
             "--size" => o.size = value(&arg).max(1.0) as usize,
             "--threads" => o.threads = value(&arg).max(1.0) as usize,
+            "--sources" => o.sources = (value(&arg).max(1.0) as usize).min(250),
             "-h" | "--help" => {
                 println!("usage: {USAGE}");
                 std::process::exit(0);
@@ -71,12 +79,31 @@ fn opts() -> Opts {
     if o.addr.is_empty() {
         fail("an address is needed".into());
     }
+    if o.sources > 1 {
+        match o.addr.parse::<SocketAddr>() {
+            Ok(SocketAddr::V4(a)) if a.ip().is_loopback() => {}
+            _ => fail("--sources needs an address in 127.0.0.0/8".into()),
+        }
+    }
     o
 }
 
-/// One connection: connect, one echo, close.
-async fn churn_once(addr: &str, msg: &[u8], back: &mut [u8]) -> std::io::Result<()> {
-    let mut s = TcpStream::connect(addr).await?;
+/// One connection: connect (from `source` when given), one echo, close.
+async fn churn_once(
+    addr: &str,
+    source: Option<SocketAddr>,
+    msg: &[u8],
+    back: &mut [u8],
+) -> std::io::Result<()> {
+    let mut s = match source {
+        None => TcpStream::connect(addr).await?,
+        Some(from) => {
+            let target: SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(from)?;
+            socket.connect(target).await?
+        }
+    };
     s.set_nodelay(true)?;
     s.write_all(msg).await?;
     s.read_exact(back).await?;
@@ -110,7 +137,10 @@ fn main() {
 
     let (secs, conns) = rt.block_on(async {
         let mut tasks = Vec::new();
-        for _ in 0..o.clients {
+        for i in 0..o.clients {
+            let source = (o.sources > 1).then(|| {
+                SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2 + (i % o.sources) as u8), 0))
+            });
             let (measuring, stop, done, errors, latencies, addr, msg) = (
                 measuring.clone(),
                 stop.clone(),
@@ -126,7 +156,7 @@ fn main() {
                 let mut mine = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = Instant::now();
-                    match churn_once(&addr, &msg, &mut back).await {
+                    match churn_once(&addr, source, &msg, &mut back).await {
                         Ok(()) if measuring.load(Ordering::Relaxed) => {
                             mine.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
