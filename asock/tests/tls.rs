@@ -829,6 +829,96 @@ fn two_hundred_clients_fifty_round_trips_each() {
     assert_eq!(ok, 200);
 }
 
+/// One TLS client: connects, says `line`, expects it back, closes.
+async fn say_and_hear(sel: &SelectorManager, port: u16, ccfg: &TlsConfig, line: &str) {
+    let s = a_socket(sel).tcp().connect(("127.0.0.1", port)).await.unwrap();
+    let s = s.tls(ccfg).await.unwrap();
+    let (mut i, mut o) = (s.open_read_channel(), s.open_write_channel(true));
+    o.write_str(&format!("{line}\n")).await.unwrap();
+    assert_eq!(i.read_utf8_line().await.unwrap().as_deref(), Some(line));
+    o.close().await.unwrap();
+    assert_eq!(i.read_utf8_line().await.unwrap(), None);
+}
+
+#[test]
+fn serve_runs_each_connection_on_a_loop_and_returns_once_closed() {
+    let pki = pki();
+    let scfg = server_config(&pki.server);
+    let ccfg = client_config(&pki.ca).build().unwrap();
+    let sel = SelectorManager::builder()
+        .threads(2)
+        .name("tls-serve")
+        .build()
+        .unwrap();
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    sel.run_blocking(async {
+        let (server, port) = echo_server(&sel, &scfg).await;
+        let server = Arc::new(server);
+        // Handshaken before `serve` runs: it waits in the ready queue, and is served too.
+        let sel2 = sel.clone();
+        let (c2, early) = (ccfg.clone(), sel.clone());
+        let first = early.launch(async move { say_and_hear(&sel2, port, &c2, "early").await });
+        let t0 = Instant::now();
+        while server.connections() == 0 && t0.elapsed() < Duration::from_secs(5) {
+            asock::time::sleep(Duration::from_millis(5)).await;
+        }
+        asock::time::sleep(Duration::from_millis(100)).await;
+        let (srv, seen) = (server.clone(), threads.clone());
+        let serving = sel.launch(async move {
+            srv.serve(move |socket| {
+                let name = std::thread::current().name().map(str::to_owned);
+                seen.lock().unwrap().push(name);
+                echo(socket)
+            })
+            .await
+        });
+        first.await.unwrap();
+        let clients: Vec<_> = (0..16)
+            .map(|c| {
+                let (sel2, c2) = (sel.clone(), ccfg.clone());
+                sel.launch(async move { say_and_hear(&sel2, port, &c2, &format!("client {c}")).await })
+            })
+            .collect();
+        for c in clients {
+            c.await.unwrap();
+        }
+        server.close();
+        let r = asock::time::timeout(Duration::from_secs(5), serving).await;
+        assert!(matches!(r, Ok(Ok(Ok(())))), "serve did not return Ok at close: {r:?}");
+    });
+    let threads = threads.lock().unwrap();
+    assert_eq!(threads.len(), 17, "every connection was served once");
+    for name in threads.iter() {
+        let name = name.as_deref().unwrap_or("");
+        assert!(name.starts_with("tls-serve"), "served on {name:?}, not a loop");
+    }
+}
+
+#[test]
+fn dropping_serve_hands_connections_back_to_accept() {
+    let pki = pki();
+    let scfg = server_config(&pki.server);
+    let ccfg = client_config(&pki.ca).build().unwrap();
+    let sel = selector();
+    sel.run_blocking(async {
+        let (server, port) = echo_server(&sel, &scfg).await;
+        let server = Arc::new(server);
+        let srv = server.clone();
+        let serving = sel.launch(async move { srv.serve(echo).await });
+        say_and_hear(&sel, port, &ccfg, "served").await;
+        serving.cancel();
+        asock::time::sleep(Duration::from_millis(50)).await;
+        let (sel2, c2) = (sel.clone(), ccfg.clone());
+        let client = sel.launch(async move { say_and_hear(&sel2, port, &c2, "accepted").await });
+        let socket = asock::time::timeout(Duration::from_secs(5), server.accept())
+            .await
+            .expect("accept after serve was dropped")
+            .unwrap();
+        echo(socket).await;
+        client.await.unwrap();
+    });
+}
+
 #[test]
 fn starttls_on_a_connection() {
     let pki = pki();
