@@ -19,6 +19,7 @@ use super::socket::TlsSocket;
 use crate::address::SocketAddress;
 use crate::channel::Source;
 use crate::error::{Error, Result};
+use crate::selector::Handle;
 use crate::sockets::StreamShared;
 use crate::util::lock;
 use crate::{ServerSocket, Socket};
@@ -63,6 +64,7 @@ impl std::fmt::Debug for TlsServerSocket {
 
 /// What the accepting tasks, the handshakes they start and the [`TlsServerSocket`] share.
 struct Accepting {
+    manager: Handle,
     config: TlsServerConfig,
     pending: Pending,
     on_error: Mutex<Option<ErrorHandler>>,
@@ -89,6 +91,7 @@ impl ServerSocket {
         let server = Arc::new(self);
         let (tx, rx) = async_channel::bounded(READY_QUEUE);
         let shared = Arc::new(Accepting {
+            manager: server.manager().clone(),
             config: config.clone(),
             pending: Pending::default(),
             on_error: Mutex::new(None),
@@ -152,8 +155,8 @@ async fn accept_loop(
     }
 }
 
-/// One accepted connection: its handshake, then the handler of `serve` (in this task, so on
-/// the loop the socket registered with) or the ready queue.
+/// One accepted connection: its handshake, then the handler of `serve` (on this loop, the one
+/// the socket registered with) or the ready queue.
 async fn handshake(
     socket: Socket,
     id: u64,
@@ -171,10 +174,11 @@ async fn handshake(
     drop(peer);
     let handler = lock(&shared.handler).clone();
     match handler {
+        // A task of its own on this loop, so an idle connection holds only its handler's
+        // state, not this task's.
         Some(serve) => {
-            // Nothing of the accepting is held while the connection is served.
-            drop((tx, shared, spoke));
-            serve(tls).await;
+            let manager = &shared.manager;
+            drop(manager.launch_on(manager.loop_for_current_thread(), serve(tls)));
         }
         None => {
             let _ = tx.send(tls).await;
@@ -305,8 +309,8 @@ impl TlsServerSocket {
             .map_err(|_| Error::Closed("TLS server socket"))
     }
 
-    /// Serves connections until the listener is closed: runs `handler(socket)` for every
-    /// connection whose handshake succeeded, in the task that ran the handshake, so it is
+    /// Serves connections until the listener is closed: runs `handler(socket)` as a task for
+    /// every connection whose handshake succeeded, on the loop that ran the handshake, so it is
     /// accepted, handshaken and served on one loop (with per-loop listeners, the loop whose
     /// listener accepted it, as [`ServerSocket::serve`] does; with one listener the connections
     /// are spread over the loops round-robin).
