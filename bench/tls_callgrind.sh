@@ -11,13 +11,14 @@
 #
 # Scenarios (N per connection, or per client task for handshakes): ping16 (64 B ping-pong over
 # 16 connections, N=PING), ping256 (256 connections, N=PING/8), bulk1 (one connection, N=BULK
-# writes of 64 KiB), full (8 clients, N=HS full TLS 1.3 handshakes each), resumed (the same,
-# resumed). Units: instructions per message, per MB echoed, per handshake. Kernel time is not
-# counted. Environment: SCENARIOS, SERVERS, PING (200), BULK (40), HS (10), OUTDIR.
+# writes of 64 KiB), bulk16 (16 connections, N=BULK/4 writes each), full (8 clients, N=HS full
+# TLS 1.3 handshakes each), resumed (the same, resumed). Units: instructions per message, per
+# MB echoed, per handshake. Kernel time is not counted. Environment: SCENARIOS, SERVERS, PING
+# (200), BULK (40), HS (10), OUTDIR.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-SCENARIOS=${SCENARIOS:-ping16 ping256 bulk1 full resumed}
+SCENARIOS=${SCENARIOS:-ping16 ping256 bulk1 bulk16 full resumed}
 SERVERS=${SERVERS:-asock-tls tokio-tls}
 PING=${PING:-200}
 BULK=${BULK:-40}
@@ -47,6 +48,7 @@ load() {
         ping16) echo "pingpong ${2}x 16 64" ;;
         ping256) echo "pingpong $(($2 / 8))x 256 64" ;;
         bulk1) echo "bulk ${2}x 1" ;;
+        bulk16) echo "bulk $(($2 / 4))x 16" ;;
         full) echo "handshakes ${2}x 8" ;;
         resumed) echo "resumed ${2}x 8" ;;
         *) echo "unknown scenario $1" >&2; return 1 ;;
