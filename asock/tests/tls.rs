@@ -831,7 +831,11 @@ fn two_hundred_clients_fifty_round_trips_each() {
 
 /// One TLS client: connects, says `line`, expects it back, closes.
 async fn say_and_hear(sel: &SelectorManager, port: u16, ccfg: &TlsConfig, line: &str) {
-    let s = a_socket(sel).tcp().connect(("127.0.0.1", port)).await.unwrap();
+    let s = a_socket(sel)
+        .tcp()
+        .connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let s = s.tls(ccfg).await.unwrap();
     let (mut i, mut o) = (s.open_read_channel(), s.open_write_channel(true));
     o.write_str(&format!("{line}\n")).await.unwrap();
@@ -876,7 +880,9 @@ fn serve_runs_each_connection_on_a_loop_and_returns_once_closed() {
         let clients: Vec<_> = (0..16)
             .map(|c| {
                 let (sel2, c2) = (sel.clone(), ccfg.clone());
-                sel.launch(async move { say_and_hear(&sel2, port, &c2, &format!("client {c}")).await })
+                sel.launch(
+                    async move { say_and_hear(&sel2, port, &c2, &format!("client {c}")).await },
+                )
             })
             .collect();
         for c in clients {
@@ -884,13 +890,19 @@ fn serve_runs_each_connection_on_a_loop_and_returns_once_closed() {
         }
         server.close();
         let r = asock::time::timeout(Duration::from_secs(5), serving).await;
-        assert!(matches!(r, Ok(Ok(Ok(())))), "serve did not return Ok at close: {r:?}");
+        assert!(
+            matches!(r, Ok(Ok(Ok(())))),
+            "serve did not return Ok at close: {r:?}"
+        );
     });
     let threads = threads.lock().unwrap();
     assert_eq!(threads.len(), 17, "every connection was served once");
     for name in threads.iter() {
         let name = name.as_deref().unwrap_or("");
-        assert!(name.starts_with("tls-serve"), "served on {name:?}, not a loop");
+        assert!(
+            name.starts_with("tls-serve"),
+            "served on {name:?}, not a loop"
+        );
     }
 }
 

@@ -81,9 +81,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use client::{TlsConfig, TlsConfigBuilder};
+pub use listener::TlsServerSocket;
 pub use rustls::pki_types::CertificateDer;
 pub use rustls::CipherSuite;
-pub use listener::TlsServerSocket;
 pub use server::{ClientAuth, TlsServerConfig, TlsServerConfigBuilder};
 pub use socket::{TlsConnection, TlsSocket};
 
