@@ -24,21 +24,9 @@ BULK=${BULK:-50}
 PING=${PING:-500}
 
 command -v strace >/dev/null || { echo "error: strace is not installed (apt-get install strace)" >&2; exit 1; }
-(cd "$ROOT" && cargo build --release --quiet -p asock-cli -p asock-bench-tls-peer)
-TLS_DIR=$(mktemp -d)
+tls_certs
 WORK=$(mktemp -d)
 trap 'rm -rf "$TLS_DIR" "$WORK"' EXIT
-"$BIN/asock" cert --out "$TLS_DIR" >/dev/null
-export TLS_DIR
-
-# asock-tls-base: asock's TLS echo server from another build (BASE_BIN=/path/to/release).
-eval "lib_$(declare -f server_cmd)"
-server_cmd() {
-    case $1 in
-        asock-tls-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --raw --threads 1 --tls-cert $TLS_DIR/server.pem --tls-key $TLS_DIR/server.key" ;;
-        *) lib_server_cmd "$1" ;;
-    esac
-}
 
 # load SCENARIO N: the tls-load arguments for N units per connection.
 load() {

@@ -35,6 +35,15 @@ fn client_config(ca: &TestCa) -> asock::tls::TlsConfigBuilder {
         .unwrap()
 }
 
+/// A server config for localhost and 127.0.0.1, and a client config that trusts its CA.
+fn configs() -> (TlsServerConfig, TlsConfig) {
+    let pki = pki();
+    (
+        server_config(&pki.server),
+        client_config(&pki.ca).build().unwrap(),
+    )
+}
+
 fn tls_reason(e: &Error) -> Option<TlsReason> {
     match e {
         Error::Tls { reason, .. } => Some(*reason),
@@ -445,9 +454,7 @@ fn sni_picks_the_certificate() {
 
 #[test]
 fn sessions_resume() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     sel.run_blocking(async {
         let (server, port) = echo_server(&sel, &scfg).await;
@@ -473,9 +480,7 @@ fn sessions_resume() {
 
 #[test]
 fn truncation_is_an_error_not_eof() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     sel.run_blocking(async {
         let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await?;
@@ -585,9 +590,7 @@ fn records_and_their_end_in_one_write() {
 /// and its end (a clean close_notify, or a TCP close without one) comes after the last byte.
 #[test]
 fn bulk_stream_arrives_whole_before_its_end() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     // 3 MiB in writes of uneven sizes, so records end anywhere in a read.
     let data: Arc<Vec<u8>> = Arc::new((0..3u32 << 20).map(|i| (i % 251) as u8).collect());
@@ -656,9 +659,7 @@ fn bulk_stream_arrives_whole_before_its_end() {
 
 #[test]
 fn plain_tcp_and_random_bytes_are_dropped_quickly_while_tls_is_served() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     let failures = Arc::new(AtomicUsize::new(0));
     let reasons = Arc::new(Mutex::new(Vec::new()));
@@ -792,9 +793,7 @@ fn stalled_handshake_is_dropped_at_the_timeout() {
 
 #[test]
 fn two_hundred_clients_fifty_round_trips_each() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     let ok = sel.run_blocking(async {
         let (server, port) = echo_server(&sel, &scfg).await;
@@ -846,9 +845,7 @@ async fn say_and_hear(sel: &SelectorManager, port: u16, ccfg: &TlsConfig, line: 
 
 #[test]
 fn serve_runs_each_connection_on_a_loop_and_returns_once_closed() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = SelectorManager::builder()
         .threads(2)
         .name("tls-serve")
@@ -908,9 +905,7 @@ fn serve_runs_each_connection_on_a_loop_and_returns_once_closed() {
 
 #[test]
 fn dropping_serve_hands_connections_back_to_accept() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     sel.run_blocking(async {
         let (server, port) = echo_server(&sel, &scfg).await;
@@ -933,9 +928,7 @@ fn dropping_serve_hands_connections_back_to_accept() {
 
 #[test]
 fn starttls_on_a_connection() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     sel.run_blocking(async {
         let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await?;
