@@ -41,9 +41,9 @@ server_cmd() {
         asock-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --raw --threads 1 ${ASOCK_FLAGS:-}" ;;
         asock-lines-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --threads 1 ${ASOCK_FLAGS:-}" ;;
         # TLS raw echo (certificates in $TLS_DIR, see tls_certs); asock-tls-base from BASE_BIN.
-        asock-tls) echo "$BIN/asock echo-server --raw --threads 1 --tls-cert $TLS_DIR/server.pem --tls-key $TLS_DIR/server.key" ;;
+        asock-tls) echo "$BIN/asock echo-server --raw --threads 1 --tls-cert $TLS_DIR/server.pem --tls-key $TLS_DIR/server.key ${ASOCK_FLAGS:-}" ;;
         tokio-tls) echo "$BIN/tokio-tls-echo $TLS_DIR/server.pem $TLS_DIR/server.key" ;;
-        asock-tls-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --raw --threads 1 --tls-cert $TLS_DIR/server.pem --tls-key $TLS_DIR/server.key" ;;
+        asock-tls-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --raw --threads 1 --tls-cert $TLS_DIR/server.pem --tls-key $TLS_DIR/server.key ${ASOCK_FLAGS:-}" ;;
         *) echo "unknown server $1" >&2; return 1 ;;
     esac
 }
