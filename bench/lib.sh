@@ -43,11 +43,22 @@ server_cmd() {
         # measure a change against the commit before it in one alternating run.
         asock-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --raw --threads 1 ${ASOCK_FLAGS:-}" ;;
         asock-lines-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --threads 1 ${ASOCK_FLAGS:-}" ;;
-        # TLS raw echo (certificates in $TLS_DIR, see memory.sh).
-        asock-tls) echo "$BIN/asock echo-server --raw --threads 1 --tls-cert $TLS_DIR/server.pem --tls-key $TLS_DIR/server.key" ;;
+        # TLS raw echo (certificates in $TLS_DIR, see tls_certs); asock-tls-base from BASE_BIN.
+        asock-tls) echo "$BIN/asock echo-server --raw --threads 1 --tls-cert $TLS_DIR/server.pem --tls-key $TLS_DIR/server.key ${ASOCK_FLAGS:-}" ;;
         tokio-tls) echo "$BIN/tokio-tls-echo $TLS_DIR/server.pem $TLS_DIR/server.key" ;;
+        asock-tls-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --raw --threads 1 --tls-cert $TLS_DIR/server.pem --tls-key $TLS_DIR/server.key ${ASOCK_FLAGS:-}" ;;
         *) echo "unknown server $1" >&2; return 1 ;;
     esac
+}
+
+# tls_certs: builds asock and the TLS peers, and writes a test CA and server certificate into a
+# fresh $TLS_DIR (removed at exit) for the -tls servers.
+tls_certs() {
+    (cd "$ROOT" && cargo build --release --quiet -p asock-cli -p asock-bench-tls-peer)
+    TLS_DIR=$(mktemp -d)
+    trap 'rm -rf "$TLS_DIR"' EXIT
+    "$BIN/asock" cert --out "$TLS_DIR" >/dev/null
+    export TLS_DIR
 }
 
 # PRIORITY=rt runs servers and load as SCHED_RR (chrt -r 10): on a machine that other work

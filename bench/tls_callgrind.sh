@@ -11,13 +11,14 @@
 #
 # Scenarios (N per connection, or per client task for handshakes): ping16 (64 B ping-pong over
 # 16 connections, N=PING), ping256 (256 connections, N=PING/8), bulk1 (one connection, N=BULK
-# writes of 64 KiB), full (8 clients, N=HS full TLS 1.3 handshakes each), resumed (the same,
-# resumed). Units: instructions per message, per MB echoed, per handshake. Kernel time is not
-# counted. Environment: SCENARIOS, SERVERS, PING (200), BULK (40), HS (10), OUTDIR.
+# writes of 64 KiB), bulk16 (16 connections, N=BULK/4 writes each), full (8 clients, N=HS full
+# TLS 1.3 handshakes each), resumed (the same, resumed). Units: instructions per message, per
+# MB echoed, per handshake. Kernel time is not counted. Environment: SCENARIOS, SERVERS, PING
+# (200), BULK (40), HS (10), OUTDIR.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-SCENARIOS=${SCENARIOS:-ping16 ping256 bulk1 full resumed}
+SCENARIOS=${SCENARIOS:-ping16 ping256 bulk1 bulk16 full resumed}
 SERVERS=${SERVERS:-asock-tls tokio-tls}
 PING=${PING:-200}
 BULK=${BULK:-40}
@@ -26,20 +27,7 @@ OUTDIR=${OUTDIR:-$(mktemp -d)}
 mkdir -p "$OUTDIR"
 
 command -v valgrind >/dev/null || { echo "error: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
-(cd "$ROOT" && cargo build --release --quiet -p asock-cli -p asock-bench-tls-peer)
-TLS_DIR=$(mktemp -d)
-trap 'rm -rf "$TLS_DIR"' EXIT
-"$BIN/asock" cert --out "$TLS_DIR" >/dev/null
-export TLS_DIR
-
-# asock-tls-base: asock's TLS echo server from another build (BASE_BIN=/path/to/release).
-eval "lib_$(declare -f server_cmd)"
-server_cmd() {
-    case $1 in
-        asock-tls-base) echo "${BASE_BIN:?set BASE_BIN}/asock echo-server --raw --threads 1 --tls-cert $TLS_DIR/server.pem --tls-key $TLS_DIR/server.key" ;;
-        *) lib_server_cmd "$1" ;;
-    esac
-}
+tls_certs
 
 # load SCENARIO N: the tls-load arguments for N units per connection.
 load() {
@@ -47,6 +35,7 @@ load() {
         ping16) echo "pingpong ${2}x 16 64" ;;
         ping256) echo "pingpong $(($2 / 8))x 256 64" ;;
         bulk1) echo "bulk ${2}x 1" ;;
+        bulk16) echo "bulk $(($2 / 4))x 16" ;;
         full) echo "handshakes ${2}x 8" ;;
         resumed) echo "resumed ${2}x 8" ;;
         *) echo "unknown scenario $1" >&2; return 1 ;;

@@ -35,6 +35,15 @@ fn client_config(ca: &TestCa) -> asock::tls::TlsConfigBuilder {
         .unwrap()
 }
 
+/// A server config for localhost and 127.0.0.1, and a client config that trusts its CA.
+fn configs() -> (TlsServerConfig, TlsConfig) {
+    let pki = pki();
+    (
+        server_config(&pki.server),
+        client_config(&pki.ca).build().unwrap(),
+    )
+}
+
 fn tls_reason(e: &Error) -> Option<TlsReason> {
     match e {
         Error::Tls { reason, .. } => Some(*reason),
@@ -445,9 +454,7 @@ fn sni_picks_the_certificate() {
 
 #[test]
 fn sessions_resume() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     sel.run_blocking(async {
         let (server, port) = echo_server(&sel, &scfg).await;
@@ -473,9 +480,7 @@ fn sessions_resume() {
 
 #[test]
 fn truncation_is_an_error_not_eof() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     sel.run_blocking(async {
         let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await?;
@@ -585,9 +590,7 @@ fn records_and_their_end_in_one_write() {
 /// and its end (a clean close_notify, or a TCP close without one) comes after the last byte.
 #[test]
 fn bulk_stream_arrives_whole_before_its_end() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     // 3 MiB in writes of uneven sizes, so records end anywhere in a read.
     let data: Arc<Vec<u8>> = Arc::new((0..3u32 << 20).map(|i| (i % 251) as u8).collect());
@@ -656,9 +659,7 @@ fn bulk_stream_arrives_whole_before_its_end() {
 
 #[test]
 fn plain_tcp_and_random_bytes_are_dropped_quickly_while_tls_is_served() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     let failures = Arc::new(AtomicUsize::new(0));
     let reasons = Arc::new(Mutex::new(Vec::new()));
@@ -792,9 +793,7 @@ fn stalled_handshake_is_dropped_at_the_timeout() {
 
 #[test]
 fn two_hundred_clients_fifty_round_trips_each() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     let ok = sel.run_blocking(async {
         let (server, port) = echo_server(&sel, &scfg).await;
@@ -829,11 +828,107 @@ fn two_hundred_clients_fifty_round_trips_each() {
     assert_eq!(ok, 200);
 }
 
+/// One TLS client: connects, says `line`, expects it back, closes.
+async fn say_and_hear(sel: &SelectorManager, port: u16, ccfg: &TlsConfig, line: &str) {
+    let s = a_socket(sel)
+        .tcp()
+        .connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let s = s.tls(ccfg).await.unwrap();
+    let (mut i, mut o) = (s.open_read_channel(), s.open_write_channel(true));
+    o.write_str(&format!("{line}\n")).await.unwrap();
+    assert_eq!(i.read_utf8_line().await.unwrap().as_deref(), Some(line));
+    o.close().await.unwrap();
+    assert_eq!(i.read_utf8_line().await.unwrap(), None);
+}
+
+#[test]
+fn serve_runs_each_connection_on_a_loop_and_returns_once_closed() {
+    let (scfg, ccfg) = configs();
+    let sel = SelectorManager::builder()
+        .threads(2)
+        .name("tls-serve")
+        .build()
+        .unwrap();
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    sel.run_blocking(async {
+        let (server, port) = echo_server(&sel, &scfg).await;
+        let server = Arc::new(server);
+        // Handshaken before `serve` runs: it waits in the ready queue, and is served too.
+        let sel2 = sel.clone();
+        let (c2, early) = (ccfg.clone(), sel.clone());
+        let first = early.launch(async move { say_and_hear(&sel2, port, &c2, "early").await });
+        let t0 = Instant::now();
+        while server.connections() == 0 && t0.elapsed() < Duration::from_secs(5) {
+            asock::time::sleep(Duration::from_millis(5)).await;
+        }
+        asock::time::sleep(Duration::from_millis(100)).await;
+        let (srv, seen) = (server.clone(), threads.clone());
+        let serving = sel.launch(async move {
+            srv.serve(move |socket| {
+                let name = std::thread::current().name().map(str::to_owned);
+                seen.lock().unwrap().push(name);
+                echo(socket)
+            })
+            .await
+        });
+        first.await.unwrap();
+        let clients: Vec<_> = (0..16)
+            .map(|c| {
+                let (sel2, c2) = (sel.clone(), ccfg.clone());
+                sel.launch(
+                    async move { say_and_hear(&sel2, port, &c2, &format!("client {c}")).await },
+                )
+            })
+            .collect();
+        for c in clients {
+            c.await.unwrap();
+        }
+        server.close();
+        let r = asock::time::timeout(Duration::from_secs(5), serving).await;
+        assert!(
+            matches!(r, Ok(Ok(Ok(())))),
+            "serve did not return Ok at close: {r:?}"
+        );
+    });
+    let threads = threads.lock().unwrap();
+    assert_eq!(threads.len(), 17, "every connection was served once");
+    for name in threads.iter() {
+        let name = name.as_deref().unwrap_or("");
+        assert!(
+            name.starts_with("tls-serve"),
+            "served on {name:?}, not a loop"
+        );
+    }
+}
+
+#[test]
+fn dropping_serve_hands_connections_back_to_accept() {
+    let (scfg, ccfg) = configs();
+    let sel = selector();
+    sel.run_blocking(async {
+        let (server, port) = echo_server(&sel, &scfg).await;
+        let server = Arc::new(server);
+        let srv = server.clone();
+        let serving = sel.launch(async move { srv.serve(echo).await });
+        say_and_hear(&sel, port, &ccfg, "served").await;
+        serving.cancel();
+        asock::time::sleep(Duration::from_millis(50)).await;
+        let (sel2, c2) = (sel.clone(), ccfg.clone());
+        let client = sel.launch(async move { say_and_hear(&sel2, port, &c2, "accepted").await });
+        let socket = asock::time::timeout(Duration::from_secs(5), server.accept())
+            .await
+            .expect("accept after serve was dropped")
+            .unwrap();
+        echo(socket).await;
+        client.await.unwrap();
+    });
+}
+
 #[test]
 fn starttls_on_a_connection() {
-    let pki = pki();
-    let scfg = server_config(&pki.server);
-    let ccfg = client_config(&pki.ca).build().unwrap();
+    let (scfg, ccfg) = configs();
     let sel = selector();
     sel.run_blocking(async {
         let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await?;

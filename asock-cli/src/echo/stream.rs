@@ -1,6 +1,6 @@
-//! The stream echo servers, TCP and Unix: one accept-and-echo loop that the TLS server shares.
+//! The stream echo servers, TCP and Unix: one echo of a connection that the TLS server shares.
 
-use asock::{a_socket, ByteReadChannel, ByteWriteChannel, Error, SelectorManager};
+use asock::{a_socket, ByteReadChannel, ByteWriteChannel, SelectorManager};
 
 use super::{selector, EchoArgs, Mode};
 use crate::common::{announce, bind_error, connection_error, seconds, CliError, CliResult, Place};
@@ -120,7 +120,7 @@ fn log_memory_shed(selector: &SelectorManager) {
 }
 
 /// Echoes one connection while `tracked` counts it open.
-fn echo_connection<S: EchoSocket>(
+pub fn echo_connection<S: EchoSocket>(
     socket: S,
     tracked: crate::shutdown::Tracked,
     mode: Mode,
@@ -154,30 +154,6 @@ impl EchoSocket for asock::Socket {
     }
     fn channels(&self) -> (ByteReadChannel, ByteWriteChannel) {
         (self.open_read_channel(), self.open_write_channel(false))
-    }
-}
-
-/// Accepts until the server is closed (by a signal), echoing each connection in a task of its
-/// own, then waits for the open connections to finish (within the grace period).
-pub async fn accept_and_echo<S: EchoSocket>(
-    selector: &SelectorManager,
-    graceful: &Graceful,
-    mode: Mode,
-    mut accept: impl AsyncFnMut() -> asock::Result<S>,
-) -> CliResult {
-    loop {
-        let socket = match accept().await {
-            Ok(s) => s,
-            Err(Error::Closed(_)) => {
-                graceful.drain().await;
-                return Ok(());
-            }
-            Err(e) => {
-                connection_error(&"accept", &e);
-                continue;
-            }
-        };
-        selector.launch(echo_connection(socket, graceful.track(), mode));
     }
 }
 

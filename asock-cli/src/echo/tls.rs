@@ -1,16 +1,18 @@
-//! The TLS echo server: the stream server's accept-and-echo loop over TLS sockets.
+//! The TLS echo server: the stream server's echo over TLS sockets.
 
 use asock::tls::{TlsServerConfig, TlsSocket};
 use asock::{ByteReadChannel, ByteWriteChannel, SelectorManager, ServerSocket};
 
-use super::stream::{accept_and_echo, EchoSocket};
+use super::stream::{echo_connection, EchoSocket};
 use super::Mode;
 use crate::common::{announce, connection_error, CliResult};
 use crate::shutdown::Graceful;
 use crate::tls::SelfSigned;
 
-/// Serves TLS on `server`: accepts (handshakes run concurrently in the background) and echoes
-/// each connection with [`super::stream::serve`].
+/// Serves TLS on `server`: handshakes run concurrently in the background, and each connection
+/// is echoed with [`super::stream::serve`] in the task that ran its handshake, on the loop that
+/// accepted it (so no accepted connection passes through the main thread), until a signal
+/// closes the listener; then the open connections get the grace period.
 pub async fn serve(
     selector: &SelectorManager,
     server: ServerSocket,
@@ -38,11 +40,14 @@ pub async fn serve(
         ))?;
     }
     server.on_handshake_error(|peer, e| connection_error(peer, e));
-    let accept = async || server.accept().await;
-    let served = accept_and_echo(selector, &graceful, mode, accept).await;
+    let tracker = graceful.clone();
+    server
+        .serve(move |socket| echo_connection(socket, tracker.track(), mode))
+        .await?;
+    graceful.drain().await;
     // The CA's directory goes with the server.
     drop(self_signed);
-    served
+    Ok(())
 }
 
 impl EchoSocket for TlsSocket {

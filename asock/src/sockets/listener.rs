@@ -322,6 +322,19 @@ impl ServerSocket {
             .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(handler));
     }
 
+    /// Waits for the next connection on listener `i` alone (with per-loop listeners, the one
+    /// registered with loop `i`), for a TLS listener's per-loop accepting tasks. `Ok(None)`: a
+    /// connection failed while it was accepted or set up (the listener is fine); errors are
+    /// the listener's own, as in [`serve`](Self::serve).
+    #[cfg(feature = "tls")]
+    pub(crate) async fn accept_on(&self, i: usize) -> Result<Option<Socket>> {
+        match self.inner.accept(i..i + 1).await {
+            Ok(socket) => Ok(Some(socket)),
+            Err(AcceptError::Connection(_)) => Ok(None),
+            Err(AcceptError::Listener(e)) => Err(e),
+        }
+    }
+
     /// The manager whose loops run this listener (TLS accept tasks run there).
     #[cfg(feature = "tls")]
     pub(crate) fn manager(&self) -> &Handle {

@@ -69,6 +69,7 @@
 //! two; see `docs/from-ktor.md`.
 
 mod client;
+mod listener;
 mod server;
 mod session;
 mod socket;
@@ -80,9 +81,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use client::{TlsConfig, TlsConfigBuilder};
+pub use listener::TlsServerSocket;
 pub use rustls::pki_types::CertificateDer;
 pub use rustls::CipherSuite;
-pub use server::{ClientAuth, TlsServerConfig, TlsServerConfigBuilder, TlsServerSocket};
+pub use server::{ClientAuth, TlsServerConfig, TlsServerConfigBuilder};
 pub use socket::{TlsConnection, TlsSocket};
 
 /// The rustls crate asock uses, for configurations beyond the builders

@@ -1,18 +1,11 @@
-//! The TLS server: [`TlsServerConfig`], [`Socket::tls_server`] and [`TlsServerSocket`].
-//!
-//! Over 600 lines: the configuration (certificates, SNI, client authentication) and the
-//! accepting listener's handshake pipeline (pending handshakes, shedding silent ones first,
-//! the ready queue and its bound) are kept together because the pipeline's limits are part of
-//! the configuration. Splitting them is the next step if either grows.
+//! The TLS server: [`TlsServerConfig`] and [`Socket::tls_server`] (the accepting listener,
+//! [`TlsServerSocket`](super::TlsServerSocket), is in `listener.rs`).
 
 use std::collections::HashMap;
-use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Weak;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -24,11 +17,9 @@ use super::{
     certified_key, config_error, parse_certs, provider, read_file, versions, CipherSuite,
     TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT,
 };
-use crate::address::SocketAddress;
 use crate::channel::Source;
 use crate::error::{Error, Result, TlsReason};
-use crate::sockets::StreamShared;
-use crate::{ServerSocket, Socket};
+use crate::Socket;
 
 /// A TLS server configuration: certificate(s) and key(s), optional client-certificate
 /// verification, ALPN, versions, handshake timeout.
@@ -357,10 +348,11 @@ impl Socket {
         Ok(TlsSocket::new(self, session, info))
     }
 
-    /// A [`TlsServerSocket`]'s handshake of an accepted socket: waits for the client's first
-    /// bytes (until then `spoke` stays false and the handshake counts as silent, the first to
-    /// be shed under pressure), then handshakes, all within one handshake limit.
-    async fn tls_server_accepted(
+    /// A [`TlsServerSocket`](super::TlsServerSocket)'s handshake of an accepted socket: waits
+    /// for the client's first bytes (until then `spoke` stays false and the handshake counts
+    /// as silent, the first to be shed under pressure), then handshakes, all within one
+    /// handshake limit.
+    pub(super) async fn tls_server_accepted(
         self,
         config: &TlsServerConfig,
         spoke: &AtomicBool,
@@ -403,285 +395,5 @@ impl crate::Connection {
     pub async fn tls_server(self, config: &TlsServerConfig) -> Result<TlsSocket> {
         let (socket, early) = self.into_plain().await?;
         socket.tls_server_with_early(config, early).await
-    }
-}
-
-/// Handshakes in flight at most without a connection cap (with one, the cap if larger): past
-/// it one is shed to make room (the oldest silent one; with none silent, the oldest).
-const MAX_PENDING_HANDSHAKES: usize = 1024;
-/// Handshaken sockets waiting for [`TlsServerSocket::accept`]; while it is full nothing more
-/// is accepted (the kernel backlog holds new connections).
-const READY_QUEUE: usize = 256;
-/// At the connection cap, a pending handshake older than this is shed so a new client gets
-/// its place (a silent one first: an honest client sends its ClientHello at once and finishes
-/// in milliseconds).
-const SHED_HANDSHAKE_AFTER: Duration = Duration::from_millis(50);
-
-type ErrorHandler = Arc<dyn Fn(&SocketAddress, &Error) + Send + Sync>;
-
-/// A listener that accepts TLS connections: [`ServerSocket::tls`].
-///
-/// A background task accepts connections and runs their handshakes concurrently, each bounded
-/// by the handshake timeout, so a slow or hostile client never holds up the others;
-/// [`accept`](Self::accept) returns only sockets whose handshake succeeded. Failed handshakes
-/// are passed to [`on_handshake_error`](Self::on_handshake_error), if set, and otherwise
-/// dropped. Dropping it closes the listener.
-pub struct TlsServerSocket {
-    server: Arc<ServerSocket>,
-    ready: async_channel::Receiver<TlsSocket>,
-    on_error: Arc<Mutex<Option<ErrorHandler>>>,
-    pending: Arc<Pending>,
-}
-
-impl std::fmt::Debug for TlsServerSocket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsServerSocket")
-            .field("local", self.server.local_address())
-            .finish_non_exhaustive()
-    }
-}
-
-impl ServerSocket {
-    /// Turns this listener into a TLS listener: connections are accepted and handshaken in the
-    /// background, and [`TlsServerSocket::accept`] returns them ready.
-    pub fn tls(self, config: &TlsServerConfig) -> TlsServerSocket {
-        let server = Arc::new(self);
-        let (tx, rx) = async_channel::bounded(READY_QUEUE);
-        let on_error: Arc<Mutex<Option<ErrorHandler>>> = Arc::new(Mutex::new(None));
-        let manager = server.manager().clone();
-        let (srv, cfg, errs) = (server.clone(), config.clone(), on_error.clone());
-        let pending = Arc::new(Pending::default());
-        let in_flight = pending.clone();
-        let pump = manager.clone().launch(async move {
-            loop {
-                if !pending.make_room(&srv, &tx).await {
-                    break; // closed
-                }
-                let socket = match srv.accept().await {
-                    Ok(s) => s,
-                    Err(_) => break, // closed
-                };
-                if tx.is_closed() {
-                    break;
-                }
-                let (id, spoke) = pending.add(&socket);
-                let (tx, cfg, errs, pending) =
-                    (tx.clone(), cfg.clone(), errs.clone(), pending.clone());
-                let task = manager.launch(async move {
-                    let peer = socket.remote_address().clone();
-                    let r = socket.tls_server_accepted(&cfg, &spoke).await;
-                    pending.remove(id);
-                    match r {
-                        Ok(tls) => {
-                            let _ = tx.send(tls).await;
-                        }
-                        Err(e) => {
-                            let handler = errs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                            if let Some(h) = handler {
-                                h(&peer, &e);
-                            }
-                        }
-                    }
-                });
-                drop(task);
-            }
-        });
-        drop(pump);
-        TlsServerSocket {
-            server,
-            ready: rx,
-            on_error,
-            pending: in_flight,
-        }
-    }
-}
-
-/// The handshakes a [`TlsServerSocket`] runs, oldest first, so the oldest can be shed.
-#[derive(Default)]
-struct Pending {
-    next: AtomicU64,
-    list: Mutex<VecDeque<Handshake>>,
-}
-
-/// One pending handshake.
-struct Handshake {
-    id: u64,
-    since: Instant,
-    /// Whether the client sent anything yet (its ClientHello began): the silent go first.
-    spoke: Arc<AtomicBool>,
-    socket: Weak<StreamShared>,
-}
-
-impl Pending {
-    /// Lists a new handshake: its id, and the flag its task sets when the client speaks.
-    fn add(&self, socket: &Socket) -> (u64, Arc<AtomicBool>) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let spoke = Arc::new(AtomicBool::new(false));
-        crate::util::lock(&self.list).push_back(Handshake {
-            id,
-            since: Instant::now(),
-            spoke: spoke.clone(),
-            socket: Arc::downgrade(socket.shared()),
-        });
-        (id, spoke)
-    }
-
-    fn remove(&self, id: u64) {
-        let mut list = crate::util::lock(&self.list);
-        if let Some(i) = list.iter().position(|e| e.id == id) {
-            list.remove(i);
-        }
-    }
-
-    fn len(&self) -> usize {
-        crate::util::lock(&self.list).len()
-    }
-
-    /// Closes the oldest pending handshake whose client has sent nothing yet, if it is at
-    /// least `min_age` old; with no silent one pending, the oldest one at least that old (it
-    /// fails, and its connection goes). Returns whether one was shed.
-    fn shed_oldest(&self, min_age: Duration) -> bool {
-        let victim = {
-            let mut list = crate::util::lock(&self.list);
-            let now = Instant::now();
-            // Oldest first: those old enough are a prefix of the list.
-            let old = list
-                .iter()
-                .take_while(|h| now.duration_since(h.since) >= min_age)
-                .count();
-            let silent = list.iter().position(|h| !h.spoke.load(Ordering::Relaxed));
-            let victim = match silent {
-                Some(i) if i < old => Some(i),
-                // A silent one too young yet: it goes when it is old enough.
-                Some(_) => None,
-                None => (old > 0).then_some(0),
-            };
-            victim.and_then(|i| list.remove(i))
-        };
-        match victim.and_then(|h| h.socket.upgrade()) {
-            Some(shared) => {
-                Source::close(&*shared);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Before an accept: waits while the ready queue is full (the application is not
-    /// accepting), sheds a handshake when too many are pending, and at the listener's
-    /// connection cap sheds one that has waited long enough (silent ones first), so a silent
-    /// connection never holds up a new client. `false` once the listener is closed.
-    async fn make_room(
-        &self,
-        server: &ServerSocket,
-        tx: &async_channel::Sender<TlsSocket>,
-    ) -> bool {
-        loop {
-            if server.is_closed() || tx.is_closed() {
-                return false;
-            }
-            if tx.len() >= READY_QUEUE {
-                crate::time::Sleep::until_on(
-                    Instant::now() + Duration::from_millis(5),
-                    server.manager(),
-                )
-                .await;
-                continue;
-            }
-            // Everything the cap allows is accepted (nginx-style: the idle time out), so
-            // silent connections under the cap cause no churn of accepts and sheds.
-            let most = server
-                .max_connections()
-                .map_or(MAX_PENDING_HANDSHAKES, |m| m.max(MAX_PENDING_HANDSHAKES));
-            while self.len() >= most && self.shed_oldest(Duration::ZERO) {}
-            if server.is_full() && self.len() > 0 && !self.shed_oldest(SHED_HANDSHAKE_AFTER) {
-                // None old enough yet: look again soon (one may finish meanwhile).
-                crate::time::Sleep::until_on(
-                    Instant::now() + Duration::from_millis(25),
-                    server.manager(),
-                )
-                .await;
-                continue;
-            }
-            return true;
-        }
-    }
-}
-
-impl TlsServerSocket {
-    /// Waits for the next client whose handshake succeeded.
-    ///
-    /// Fails with [`Error::Closed`] once the listener is closed.
-    pub async fn accept(&self) -> Result<TlsSocket> {
-        self.ready
-            .recv()
-            .await
-            .map_err(|_| Error::Closed("TLS server socket"))
-    }
-
-    /// Calls `handler` with the peer's address and the error for every failed handshake (from
-    /// the loop's thread: keep it short).
-    pub fn on_handshake_error(
-        &self,
-        handler: impl Fn(&SocketAddress, &Error) + Send + Sync + 'static,
-    ) {
-        *self.on_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(handler));
-    }
-
-    /// The address it listens on.
-    pub fn local_address(&self) -> &SocketAddress {
-        self.server.local_address()
-    }
-
-    /// Caps the connections alive at once, pending handshakes included; see
-    /// [`ServerSocket::set_max_connections`]. Below the cap every connection is accepted and
-    /// handshaken (silent ones end at the handshake timeout), however many are pending. At the
-    /// cap, a pending handshake older than
-    /// 50 ms is shed (closed) so a new client gets its place: the oldest whose client has sent
-    /// nothing yet (one whose client spoke only while no silent one is pending).
-    pub fn set_max_connections(&self, max: Option<usize>) {
-        self.server.set_max_connections(max);
-    }
-
-    /// Connections alive now: pending handshakes, sockets waiting in the ready queue, and
-    /// accepted ones not yet dropped.
-    pub fn connections(&self) -> usize {
-        self.server.connections()
-    }
-
-    /// Handshakes in progress now.
-    pub fn pending_handshakes(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Waits until no handshake is pending (or `deadline` passes; then the rest are closed):
-    /// for a graceful shutdown after [`close`](Self::close).
-    pub async fn drain_handshakes(&self, deadline: Instant) {
-        while self.pending.len() > 0 && Instant::now() < deadline {
-            crate::time::Sleep::until_on(
-                (Instant::now() + Duration::from_millis(10)).min(deadline),
-                self.server.manager(),
-            )
-            .await;
-        }
-        while self.pending.shed_oldest(Duration::ZERO) {}
-    }
-
-    /// Stops listening; [`accept`](Self::accept) fails with [`Error::Closed`] once the sockets
-    /// already handshaken are taken.
-    pub fn close(&self) {
-        self.server.close();
-    }
-
-    /// Whether [`close`](Self::close) was called.
-    pub fn is_closed(&self) -> bool {
-        self.server.is_closed()
-    }
-}
-
-impl Drop for TlsServerSocket {
-    fn drop(&mut self) {
-        self.server.close();
-        self.ready.close();
     }
 }
