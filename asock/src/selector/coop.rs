@@ -127,21 +127,11 @@ pub(crate) fn spend() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::{Wake, Waker};
-
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::util::counting::counter;
 
     #[test]
     fn budget_runs_out_then_yields_with_a_wake() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counter();
         let mut cx = Context::from_waker(&waker);
         // Off a loop: unlimited.
         for _ in 0..10_000 {
@@ -154,11 +144,7 @@ mod tests {
             spend();
         }
         assert!(!proceed(&mut cx));
-        assert_eq!(
-            count.0.load(Ordering::SeqCst),
-            1,
-            "a yielding task is woken"
-        );
+        assert_eq!(count.get(), 1, "a yielding task is woken");
         reset();
         assert!(proceed(&mut cx));
         LEFT.with(|l| l.set(UNLIMITED));
@@ -166,12 +152,8 @@ mod tests {
 
     #[test]
     fn deferred_tasks_wake_in_order_a_few_per_turn_and_off_the_loops_at_once() {
-        let counts: Vec<_> = (0..6)
-            .map(|_| Arc::new(Count(AtomicUsize::new(0))))
-            .collect();
-        let wakers: Vec<_> = counts.iter().map(|c| Waker::from(c.clone())).collect();
-        let woken =
-            || -> Vec<usize> { counts.iter().map(|c| c.0.load(Ordering::SeqCst)).collect() };
+        let (counts, wakers): (Vec<_>, Vec<_>) = (0..6).map(|_| counter()).unzip();
+        let woken = || -> Vec<usize> { counts.iter().map(|c| c.get()).collect() };
         // Off a loop there is no lane: deferring is an ordinary yield.
         defer(&mut Context::from_waker(&wakers[0]));
         assert_eq!(woken(), [1, 0, 0, 0, 0, 0]);

@@ -164,21 +164,12 @@ impl TimerHeap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
+    use crate::util::counting::counter;
     use std::time::Duration;
-
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
 
     #[test]
     fn fires_in_deadline_order_and_only_when_due() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counter();
         let t0 = Instant::now();
         let mut heap = TimerHeap::default();
         let late = TimerEntry::new(t0 + Duration::from_secs(2), &waker);
@@ -192,7 +183,7 @@ mod tests {
         assert!(!early.is_fired());
         heap.fire_expired(t0 + Duration::from_secs(1));
         assert!(early.is_fired() && same.is_fired() && !late.is_fired());
-        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(count.get(), 2);
         assert_eq!(heap.next_deadline(), Some(t0 + Duration::from_secs(2)));
         heap.fire_expired(t0 + Duration::from_secs(5));
         assert!(late.is_fired());
@@ -201,8 +192,7 @@ mod tests {
 
     #[test]
     fn cancelled_timers_never_fire_and_are_swept() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counter();
         let t0 = Instant::now();
         let mut heap = TimerHeap::default();
         for i in 0..5000u64 {
@@ -212,13 +202,12 @@ mod tests {
         }
         assert!(heap.len() < 5000, "a sweep dropped cancelled timers");
         heap.fire_expired(t0 + Duration::from_secs(10));
-        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert_eq!(count.get(), 0);
     }
 
     #[test]
     fn orphan_all_hands_live_timers_back() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counter();
         let mut heap = TimerHeap::default();
         let live = TimerEntry::new(Instant::now() + Duration::from_secs(60), &waker);
         let gone = TimerEntry::new(Instant::now() + Duration::from_secs(60), &waker);
@@ -228,7 +217,7 @@ mod tests {
         heap.orphan_all();
         assert!(live.is_orphaned() && !live.is_fired());
         assert!(!gone.is_orphaned());
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.get(), 1);
         assert_eq!(heap.next_deadline(), None);
     }
 }

@@ -12,6 +12,8 @@ use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use crate::util::lock;
+
 /// Creates a queue that holds at most `capacity` items (at least one).
 pub(super) fn bounded<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
     let shared = Arc::new(Queue {
@@ -51,8 +53,7 @@ struct State<T> {
 
 impl<T> Queue<T> {
     fn state(&self) -> MutexGuard<'_, State<T>> {
-        // Every update leaves the state consistent, whatever panicked while it was held.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 }
 
@@ -204,22 +205,9 @@ impl<T> QueueReceiver<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::counting::counter;
     use std::future::Future;
     use std::pin::pin;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
-
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count(AtomicUsize::new(0)));
-        (c.clone(), Waker::from(c))
-    }
 
     #[test]
     fn items_arrive_in_order_and_a_full_queue_waits_for_room() {
@@ -235,7 +223,7 @@ mod tests {
         let mut third = pin!(tx.send(2));
         assert!(third.as_mut().poll(&mut cx).is_pending(), "full");
         assert_eq!(rx.try_recv(), Some(0));
-        assert_eq!(woken.0.load(Ordering::SeqCst), 1, "room wakes the sender");
+        assert_eq!(woken.get(), 1, "room wakes the sender");
         assert!(matches!(third.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
         assert_eq!(rx.try_recv(), Some(1));
         assert_eq!(rx.try_recv(), Some(2));
@@ -254,11 +242,7 @@ mod tests {
             pin!(tx2.send(7)).poll(&mut cx),
             Poll::Ready(Ok(()))
         ));
-        assert_eq!(
-            woken.0.load(Ordering::SeqCst),
-            1,
-            "an item wakes the receiver"
-        );
+        assert_eq!(woken.get(), 1, "an item wakes the receiver");
         assert_eq!(next.as_mut().poll(&mut cx), Poll::Ready(Some(7)));
         let mut end = pin!(rx.recv());
         assert!(end.as_mut().poll(&mut cx).is_pending());
@@ -268,11 +252,7 @@ mod tests {
             "one sender is left"
         );
         drop(tx2);
-        assert_eq!(
-            woken.0.load(Ordering::SeqCst),
-            2,
-            "the last sender's drop wakes it"
-        );
+        assert_eq!(woken.get(), 2, "the last sender's drop wakes it");
         assert_eq!(end.as_mut().poll(&mut cx), Poll::Ready(None));
     }
 
@@ -288,11 +268,7 @@ mod tests {
         let mut blocked = pin!(tx.send(2));
         assert!(blocked.as_mut().poll(&mut cx).is_pending());
         tx.close();
-        assert_eq!(
-            woken.0.load(Ordering::SeqCst),
-            1,
-            "close wakes a waiting sender"
-        );
+        assert_eq!(woken.get(), 1, "close wakes a waiting sender");
         assert!(matches!(
             blocked.as_mut().poll(&mut cx),
             Poll::Ready(Err(2))
