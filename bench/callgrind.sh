@@ -21,13 +21,16 @@ SERVERS=${SERVERS:-asock tokio-ct mio uring}
 LINE_SERVERS=${LINE_SERVERS-asock-lines tokio-lines-ct}
 OUTDIR=${OUTDIR:-$(mktemp -d)}
 mkdir -p "$OUTDIR"
+# Each run's files carry its own id, so an OUTDIR used before never adds old profiles to the
+# sums (that doubled every figure once).
+RUN=$$
 
 command -v valgrind >/dev/null || { echo "error: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 build
 
 # total NAME N LINESFLAG: instructions (Ir) the server ran for N echoes, all threads.
 total() {
-    local name=$1 n=$2 lines=$3 out=$OUTDIR/callgrind.$1.$2
+    local name=$1 n=$2 lines=$3 out=$OUTDIR/callgrind.$1.$2.$RUN
     start_server "$name" 0 valgrind --tool=callgrind --callgrind-out-file="$out.%p" -q
     # shellcheck disable=SC2086
     "$BIN/asock" bench "$SERVER_ADDR" --connections "$CONNECTIONS" --size "$SIZE" \
@@ -46,7 +49,7 @@ for spec in $(for s in $SERVERS; do echo "$s:"; done; for s in $LINE_SERVERS; do
     awk -v n="$name${lines:+ (lines)}" -v a="$a" -v b="$b" -v m="$MESSAGES" \
         'BEGIN { printf "  %-24s %8.0f instructions per message\n", n, (b - a) / m }'
 done
-echo "annotate: callgrind_annotate $OUTDIR/callgrind.NAME.$((2 * MESSAGES)).PID"
+echo "annotate: callgrind_annotate $OUTDIR/callgrind.NAME.$((2 * MESSAGES)).$RUN.PID"
 
 # ---- UDP datagram echo (issue #20; kept apart from the TCP part above) ----------------------
 # User-space instructions per echoed datagram of each UDP echo server, the same way: N and 2N
@@ -69,7 +72,7 @@ udp_server_cmd() {
 
 # udp_total NAME N: instructions (Ir) the UDP server ran for N echoed datagrams, all threads.
 udp_total() {
-    local name=$1 n=$2 out=$OUTDIR/callgrind.$1.$2 log pid addr= i
+    local name=$1 n=$2 out=$OUTDIR/callgrind.$1.$2.$RUN log pid addr= i
     log=$(mktemp)
     # shellcheck disable=SC2046
     valgrind --tool=callgrind --callgrind-out-file="$out.%p" -q $(udp_server_cmd "$name") 127.0.0.1:0 >"$log" 2>&1 &
