@@ -17,6 +17,8 @@ LONG=${LONG:-8}
 SERVERS=${SERVERS:-"asock tokio-ct"}
 OUTDIR=${OUTDIR:-$(mktemp -d)}
 mkdir -p "$OUTDIR"
+# This run's id in its profiles' names: a reused OUTDIR never adds old profiles to the sums.
+RUN=$$
 root=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 bin=$CARGO_TARGET_DIR/release
@@ -40,7 +42,7 @@ trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -f "$log"' 
 
 # run NAME SECS -> "REQUESTS INSTRUCTIONS"
 run() {
-    local name=$1 secs=$2 out=$OUTDIR/callgrind.$1.$2 addr= n w
+    local name=$1 secs=$2 out=$OUTDIR/callgrind.$1.$2.$RUN addr= n w
     rm -f "$out".*
     : >"$log"
     # shellcheck disable=SC2046
@@ -69,4 +71,4 @@ for s in $SERVERS; do
     awk -v s="$s" -v n1="$n1" -v n2="$n2" -v i1="$i1" -v i2="$i2" \
         'BEGIN { printf "  %-10s %8.0f instructions per request (%d and %d requests)\n", s, (i2 - i1) / (n2 - n1), n1, n2 }'
 done
-echo "annotate: callgrind_annotate --inclusive=yes $OUTDIR/callgrind.NAME.$LONG.PID"
+echo "annotate: callgrind_annotate --inclusive=yes $OUTDIR/callgrind.NAME.$LONG.$RUN.PID"

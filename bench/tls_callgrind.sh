@@ -25,6 +25,8 @@ BULK=${BULK:-40}
 HS=${HS:-10}
 OUTDIR=${OUTDIR:-$(mktemp -d)}
 mkdir -p "$OUTDIR"
+# This run's id in its profiles' names: a reused OUTDIR never adds old profiles to the sums.
+RUN=$$
 
 command -v valgrind >/dev/null || { echo "error: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 tls_certs
@@ -53,7 +55,7 @@ units() {
 
 # total SERVER SCENARIO N: prints "INSTRUCTIONS UNITS" (all threads; units as the client counted).
 total() {
-    local out=$OUTDIR/callgrind.$1.$2.$3 mode budget rest count
+    local out=$OUTDIR/callgrind.$1.$2.$3.$RUN mode budget rest count
     read -r mode budget rest <<<"$(load "$2" "$3")"
     start_server "$1" 0 valgrind --tool=callgrind --callgrind-out-file="$out.%p" -q
     # shellcheck disable=SC2086
@@ -80,4 +82,4 @@ for s in $SCENARIOS; do
             'BEGIN { printf "  %-8s %-16s %12.0f instructions per %s\n", s, v, (b - a) / (ub - ua), u }'
     done
 done
-echo "annotate: callgrind_annotate $OUTDIR/callgrind.SERVER.SCENARIO.2N.PID"
+echo "annotate: callgrind_annotate $OUTDIR/callgrind.SERVER.SCENARIO.2N.$RUN.PID"
