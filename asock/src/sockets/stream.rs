@@ -63,6 +63,13 @@ impl StreamShared {
 use crate::sys::SEND_FLAGS;
 
 impl StreamShared {
+    /// A layer above (TLS) read the peer's end (close_notify, or the socket's end): nothing
+    /// more will be read, as if a read had returned end of stream.
+    #[cfg(feature = "tls")]
+    pub(crate) fn peer_ended(&self) {
+        self.read_eof.store(true, Ordering::Relaxed);
+    }
+
     /// Both channels are finished: the socket closes. When the peer's end of stream was read
     /// and our write half was shut down, the connection is over in both directions, so the
     /// descriptor is left for the last drop to close, which saves the `dup3` of a release in

@@ -392,6 +392,11 @@ impl Source for TlsSession {
     }
 
     fn read_finished(&self) {
+        // The peer's close_notify (or the socket's end) was read: the TCP socket may close
+        // without a release in place once the write side is done too.
+        if self.lock().ended {
+            self.tcp.peer_ended();
+        }
         self.tcp.read_finished();
     }
 
