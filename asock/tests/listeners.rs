@@ -374,7 +374,9 @@ fn accepted_sockets_are_nonblocking_cloexec_and_know_their_addresses() {
 #[test]
 fn a_connection_finished_both_ways_is_closed_and_its_descriptor_goes_with_it() {
     use std::os::fd::AsRawFd;
-    let fd_open = |fd: i32| std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists();
+    // What the descriptor number names (`socket:[inode]`): compared, not just checked for
+    // existence, because the tests running beside this one may reuse the number at once.
+    let names = |fd: i32| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
     let sel = SelectorManager::builder().threads(1).build().unwrap();
     sel.run_blocking(async {
         let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await.unwrap();
@@ -383,6 +385,8 @@ fn a_connection_finished_both_ways_is_closed_and_its_descriptor_goes_with_it() {
             .unwrap();
         let s = within(10, server.accept()).await.unwrap();
         let fd = s.as_raw_fd();
+        let socket = names(fd);
+        assert!(socket.is_some());
         let (mut input, mut output) = (s.open_read_channel(), s.open_write_channel(false));
         peer.write_all(b"ping").unwrap();
         peer.shutdown(std::net::Shutdown::Write).unwrap();
@@ -408,13 +412,15 @@ fn a_connection_finished_both_ways_is_closed_and_its_descriptor_goes_with_it() {
             "the peer got the reply and then end of stream"
         );
         within(10, s.await_closed()).await;
-        assert!(
-            fd_open(fd),
+        assert_eq!(
+            names(fd),
+            socket,
             "the number stays valid while the socket value lives"
         );
         drop((input, output, s));
-        assert!(
-            !fd_open(fd),
+        assert_ne!(
+            names(fd),
+            socket,
             "and goes with the last of the socket and its channels"
         );
     });
