@@ -171,8 +171,8 @@ impl<T> QueueReceiver<T> {
 
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut s = self.queue.state();
-        if let Some(item) = self.pop(&mut s) {
-            return Poll::Ready(Some(item));
+        if !s.items.is_empty() {
+            return Poll::Ready(Self::pop(s));
         }
         if s.closed || s.senders == 0 {
             return Poll::Ready(None);
@@ -186,18 +186,19 @@ impl<T> QueueReceiver<T> {
 
     /// The next item if one is queued.
     pub(super) fn try_recv(&self) -> Option<T> {
-        let mut s = self.queue.state();
-        self.pop(&mut s)
+        Self::pop(self.queue.state())
     }
 
-    /// Takes the first item; when that makes room in a full queue, wakes the waiting senders
-    /// (all of them: one that was cancelled must not keep the others waiting).
-    fn pop(&self, s: &mut MutexGuard<'_, State<T>>) -> Option<T> {
+    /// Takes the first item and lets the lock go; when that made room in a full queue, wakes
+    /// the waiting senders (all of them: one that was cancelled must not keep the others
+    /// waiting), after the lock is released, since a wake-up may drop a task that holds a
+    /// sending end of this queue.
+    fn pop(mut s: MutexGuard<'_, State<T>>) -> Option<T> {
         let full = s.items.len() >= s.capacity;
         let item = s.items.pop_front()?;
-        if full && !s.waiting.is_empty() {
-            s.take_waiting().into_iter().for_each(Waker::wake);
-        }
+        let waiting = if full { s.take_waiting() } else { Vec::new() };
+        drop(s);
+        waiting.into_iter().for_each(Waker::wake);
         Some(item)
     }
 }
