@@ -228,3 +228,67 @@ fn blocking_on_a_loop_is_refused_not_a_deadlock() {
     // The loop survives and keeps running tasks.
     assert_eq!(sel.run_blocking(sel.launch(async { 2 })).unwrap(), 2);
 }
+
+#[test]
+fn a_task_whose_writes_never_wait_does_not_starve_its_loop() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::AtomicBool;
+    // One loop. Task A writes 64-byte pieces to a socket that a thread drains as fast as it
+    // can, so its writes never wait: only the cooperative budget makes it yield. Task B, on the
+    // same loop, must still get its 20 round trips done while A keeps writing.
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    sel.run_blocking(async {
+        let server = a_socket(&sel).tcp().bind("127.0.0.1:0").await.unwrap();
+        let port = server.port().unwrap();
+        let sink = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        let drained = within(10, server.accept()).await.unwrap();
+        let written = Arc::new(AtomicUsize::new(0));
+        let a = {
+            let (written, stop) = (written.clone(), stop.clone());
+            sel.launch(async move {
+                let mut output = drained.open_write_channel(true);
+                // Bounded, so that a loop it did monopolize would still come back.
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    output.write_fully(&[1u8; 64]).await.unwrap();
+                    written.fetch_add(64, Ordering::SeqCst);
+                }
+            })
+        };
+        while written.load(Ordering::SeqCst) < 64 * 1024 {
+            asock::time::sleep(Duration::from_millis(1)).await;
+        }
+        let echo_peer = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut b = [0u8; 4];
+            for _ in 0..20 {
+                s.write_all(b"ping").unwrap();
+                s.read_exact(&mut b).unwrap();
+                assert_eq!(&b, b"ping");
+            }
+        });
+        let echoed = within(10, server.accept()).await.unwrap();
+        let b = sel.launch(async move {
+            let (mut input, mut output) =
+                (echoed.open_read_channel(), echoed.open_write_channel(true));
+            let mut buf = [0u8; 4];
+            for _ in 0..20 {
+                input.read_exact(&mut buf).await.unwrap();
+                output.write_fully(&buf).await.unwrap();
+            }
+        });
+        within(10, b).await.unwrap();
+        echo_peer.join().unwrap();
+        assert!(!a.is_finished(), "A was still writing while B was served");
+        stop.store(true, Ordering::SeqCst);
+        within(10, a).await.unwrap();
+        sink.join().unwrap();
+    });
+}

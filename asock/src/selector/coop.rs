@@ -1,10 +1,10 @@
-//! Cooperative scheduling: a task may complete only so many I/O operations before it yields.
+//! Cooperative scheduling: a task may attempt only so many I/O operations before it yields.
 //!
 //! Without it, a connection whose reads always find data (a fast stream) would keep its loop
 //! to itself and every other connection's latency would grow without bound. The loop grants a
-//! budget before running each task; [`IoSource::poll_io`](super::io::IoSource::poll_io) spends
-//! it and, when it is gone, wakes the task and returns `Pending`, putting it at the back of the
-//! run queue. Off the loops (a foreign executor) the budget is unlimited: that executor has its
+//! budget before running each task; each I/O attempt spends a unit of it, and once it is gone
+//! the next attempt wakes the task and returns `Pending`, putting it at the back of the run
+//! queue. Off the loops (a foreign executor) the budget is unlimited: that executor has its
 //! own rules.
 //!
 //! A task that has a long job to do piece by piece (a line search through megabytes that keep
@@ -17,7 +17,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::task::{Context, Waker};
 
-/// Operations a task may complete per turn (tokio uses the same number).
+/// I/O attempts a task may make per turn (tokio's budget is the same number, counting only the
+/// operations that complete; here a turn's last attempt, the one that finds nothing and
+/// waits, counts too).
 pub(crate) const BUDGET: u32 = 128;
 const UNLIMITED: u32 = u32::MAX;
 
@@ -101,27 +103,23 @@ pub(crate) fn reset() {
     LEFT.with(|l| l.set(BUDGET));
 }
 
-/// Whether the current task may do another operation. When not, the task is woken so it runs
-/// again after the others queued on its loop.
+/// Whether the current task may do another operation, spending one unit of its budget if so
+/// (an attempt costs a unit whether or not it makes progress: one thread-local access per
+/// operation). When not, the task is woken so it runs again after the others queued on its
+/// loop.
+#[inline]
 pub(crate) fn proceed(cx: &mut Context<'_>) -> bool {
-    LEFT.with(|l| {
-        if l.get() == 0 {
+    LEFT.with(|l| match l.get() {
+        0 => {
             cx.waker().wake_by_ref();
             false
-        } else {
+        }
+        UNLIMITED => true,
+        v => {
+            l.set(v - 1);
             true
         }
     })
-}
-
-/// Spends one unit after an operation made progress.
-pub(crate) fn spend() {
-    LEFT.with(|l| {
-        let v = l.get();
-        if v != UNLIMITED && v > 0 {
-            l.set(v - 1);
-        }
-    });
 }
 
 #[cfg(test)]
@@ -136,12 +134,10 @@ mod tests {
         // Off a loop: unlimited.
         for _ in 0..10_000 {
             assert!(proceed(&mut cx));
-            spend();
         }
         reset();
         for _ in 0..BUDGET {
             assert!(proceed(&mut cx));
-            spend();
         }
         assert!(!proceed(&mut cx));
         assert_eq!(count.get(), 1, "a yielding task is woken");

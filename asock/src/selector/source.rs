@@ -220,7 +220,6 @@ impl<S: AsRawFd> IoSource<S> {
                     if drained(&r) {
                         self.clear_readiness(event);
                     }
-                    super::coop::spend();
                     return Poll::Ready(Ok(r));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_readiness(event),

@@ -123,7 +123,6 @@ impl Shared {
                 return Poll::Pending;
             }
             if let Some(t) = take(rx) {
-                coop::spend();
                 return Poll::Ready(t);
             }
         }
