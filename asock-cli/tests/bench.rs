@@ -45,6 +45,18 @@ fn bench(args: &[&str]) -> Output {
         .expect("run asock bench")
 }
 
+/// Runs `asock bench ARGS`, asserts that it succeeded, and returns its standard output.
+fn bench_ok(args: &[&str]) -> String {
+    let out = bench(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The value of `key=` in the machine-readable line.
 fn field(out: &str, key: &str) -> f64 {
     let line = out
@@ -72,13 +84,7 @@ fn pingpong_raw_and_lines_and_stream_verify_cleanly() {
     for (server, args) in runs {
         let mut all = vec![server.addr.as_str(), "-d", "0.3", "-w", "0.1"];
         all.extend(args.iter());
-        let out = bench(&all);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{all:?}: {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = bench_ok(&all);
         assert_eq!(field(&stdout, "errors"), 0.0, "{all:?}: {stdout}");
         if args.contains(&"idle") {
             // The round trips happen before the measured (idle) part.
@@ -95,9 +101,7 @@ fn pingpong_raw_and_lines_and_stream_verify_cleanly() {
 #[test]
 fn fixed_message_count_and_json() {
     let raw = Server::start(&["--raw"]);
-    let out = bench(&[&raw.addr, "-c", "3", "--messages", "1000", "--json"]);
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = bench_ok(&[&raw.addr, "-c", "3", "--messages", "1000", "--json"]);
     assert!(stdout.trim().starts_with('{') && stdout.trim().ends_with('}'));
     assert!(stdout.contains("\"msgs\":1000,"), "{stdout}");
     assert!(stdout.contains("\"errors\":0,"), "{stdout}");
@@ -150,14 +154,8 @@ fn a_refused_connection_is_one_error_line() {
 fn bench_json_is_one_json_object() {
     let server = Server::start(&[]);
     let addr = server.addr.clone();
-    let out = bench(&[&addr, "--lines", "-c", "2", "--messages", "200", "--json"]);
+    let json = bench_ok(&[&addr, "--lines", "-c", "2", "--messages", "200", "--json"]);
     drop(server);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = String::from_utf8(out.stdout).unwrap();
     assert_eq!(json.trim().lines().count(), 1, "{json}");
     // python3 is one of the peers .ci/run installs: let a real JSON parser judge it.
     let mut py = Command::new("python3")
@@ -269,7 +267,7 @@ fn json_u64(out: &str, key: &str) -> u64 {
 #[test]
 fn udp_stream_against_the_echo_server_accounts_for_every_datagram() {
     let server = Server::start(&["--udp"]);
-    let out = bench(&[
+    let stdout = bench_ok(&[
         &server.addr,
         "--udp",
         "--mode",
@@ -280,12 +278,6 @@ fn udp_stream_against_the_echo_server_accounts_for_every_datagram() {
         "20000",
         "--json",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains("\"size\":1200,"),
         "1,200 B by default: {stdout}"
@@ -317,7 +309,7 @@ fn udp_stream_reports_loss_and_reordering_without_failing() {
         }
         vec![d]
     });
-    let out = bench(&[
+    let stdout = bench_ok(&[
         &addr,
         "--udp",
         "--mode",
@@ -328,12 +320,6 @@ fn udp_stream_reports_loss_and_reordering_without_failing() {
         "1000",
         "--json",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(json_u64(&stdout, "udp_lost"), 20, "{stdout}");
     assert_eq!(json_u64(&stdout, "msgs"), 980, "{stdout}");
     assert!(json_u64(&stdout, "udp_reordered") > 0, "{stdout}");
