@@ -74,8 +74,9 @@ pub(crate) trait Source: Send + Sync + 'static {
     }
     /// Closes the source now (the memory budget shed its connection).
     fn close(&self) {}
-    /// The read channel is finished (end of stream seen, or cancelled).
-    fn read_finished(&self) {}
+    /// The read channel is finished: `at_end` when it read the end of stream (the peer sends
+    /// nothing more), otherwise it was cancelled or dropped first.
+    fn read_finished(&self, _at_end: bool) {}
     /// The write channel is finished (closed or dropped).
     fn write_finished(&self) {}
     /// The kernel's zero-copy operations on this source (a plain stream socket on Linux), used

@@ -509,7 +509,7 @@ impl ByteReadChannel {
     fn notify_finished(&mut self) {
         if !self.notified {
             self.notified = true;
-            self.src.read_finished();
+            self.src.read_finished(self.eof);
         }
     }
 

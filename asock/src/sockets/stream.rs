@@ -27,7 +27,8 @@ pub(crate) struct StreamShared {
     timeout_ns: AtomicU64,
     read_done: AtomicBool,
     write_done: AtomicBool,
-    /// A read returned end of stream: the peer shut its write half.
+    /// The read channel (plain, or TLS above it) finished at the end of stream: the peer sends
+    /// nothing more.
     read_eof: AtomicBool,
     /// Our write half was shut down (the FIN is queued).
     write_shut: AtomicBool,
@@ -63,13 +64,6 @@ impl StreamShared {
 use crate::sys::SEND_FLAGS;
 
 impl StreamShared {
-    /// A layer above (TLS) read the peer's end (close_notify, or the socket's end): nothing
-    /// more will be read, as if a read had returned end of stream.
-    #[cfg(feature = "tls")]
-    pub(crate) fn peer_ended(&self) {
-        self.read_eof.store(true, Ordering::Relaxed);
-    }
-
     /// Both channels are finished: the socket closes. When the peer's end of stream was read
     /// and our write half was shut down, the connection is over in both directions, so the
     /// descriptor is left for the last drop to close, which saves the `dup3` of a release in
@@ -88,16 +82,12 @@ impl StreamShared {
 impl Source for StreamShared {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let len = buf.len();
-        let r = self.io.poll_io(
+        self.io.poll_io(
             cx,
             Direction::Read,
             |s| crate::sys::recv(s.as_raw_fd(), buf),
             |n| *n < len,
-        );
-        if matches!(r, Poll::Ready(Ok(0))) && len > 0 {
-            self.read_eof.store(true, Ordering::Relaxed);
-        }
-        r
+        )
     }
 
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -145,7 +135,10 @@ impl Source for StreamShared {
 
     // Both channels done (end of stream read, write half shut down): nothing more can move,
     // so the socket closes, as in Ktor.
-    fn read_finished(&self) {
+    fn read_finished(&self, at_end: bool) {
+        if at_end {
+            self.read_eof.store(true, Ordering::Relaxed);
+        }
         self.read_done.store(true, Ordering::Release);
         if self.write_done.load(Ordering::Acquire) {
             self.both_finished();

@@ -391,13 +391,9 @@ impl Source for TlsSession {
         self.tcp.manager()
     }
 
-    fn read_finished(&self) {
-        // The peer's close_notify (or the socket's end) was read: the TCP socket may close
-        // without a release in place once the write side is done too.
-        if self.lock().ended {
-            self.tcp.peer_ended();
-        }
-        self.tcp.read_finished();
+    fn read_finished(&self, at_end: bool) {
+        // At the end means the peer's close_notify (or the socket's end) was read.
+        self.tcp.read_finished(at_end);
     }
 
     fn write_finished(&self) {
