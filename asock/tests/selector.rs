@@ -292,3 +292,123 @@ fn a_task_whose_writes_never_wait_does_not_starve_its_loop() {
         sink.join().unwrap();
     });
 }
+
+/// Sets its flag when dropped: tells a test when a task's future went.
+struct DropFlag(Arc<AtomicUsize>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits (boundedly) for `flag` to reach `n`.
+fn expect_count(flag: &AtomicUsize, n: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while flag.load(Ordering::SeqCst) != n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(flag.load(Ordering::SeqCst), n, "{what}");
+}
+
+#[test]
+fn a_task_that_wakes_itself_while_running_is_polled_again() {
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    let polls = sel.run_blocking(sel.launch(async {
+        let mut polls = 0;
+        std::future::poll_fn(|cx| {
+            polls += 1;
+            if polls < 5 {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        polls
+    }));
+    assert_eq!(polls.unwrap(), 5);
+}
+
+#[test]
+fn cancel_from_another_thread_drops_a_waiting_future_on_its_loop() {
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let flag = DropFlag(dropped.clone());
+    let task = sel.launch(async move {
+        let _flag = flag;
+        std::future::pending::<()>().await;
+    });
+    // Let it run once and wait.
+    sel.run_blocking(asock::time::sleep(Duration::from_millis(20)));
+    assert!(!task.is_finished());
+    std::thread::spawn(move || task.cancel()).join().unwrap();
+    expect_count(&dropped, 1, "the cancelled future is dropped");
+}
+
+#[test]
+fn a_task_cancelled_while_its_poll_runs_is_dropped_when_the_poll_returns() {
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let flag = DropFlag(dropped.clone());
+    let task = sel.launch(async move {
+        let _flag = flag;
+        std::future::poll_fn(move |_| {
+            // One long poll: the test cancels the task while this runs.
+            let _ = started_tx.send(());
+            let _ = go_rx.recv_timeout(Duration::from_secs(5));
+            std::task::Poll::<()>::Pending
+        })
+        .await;
+    });
+    started_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    task.cancel();
+    assert_eq!(dropped.load(Ordering::SeqCst), 0, "not inside its own poll");
+    go_tx.send(()).unwrap();
+    expect_count(&dropped, 1, "dropped once the poll returned");
+}
+
+#[test]
+fn closing_the_manager_from_inside_a_task_cancels_it_without_a_deadlock() {
+    let sel = SelectorManager::builder().threads(2).build().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let flag = DropFlag(dropped.clone());
+    let inner = sel.clone();
+    let task = sel.launch(async move {
+        let _flag = flag;
+        inner.close();
+        // Still running: the close dropped every other task; this one goes once it waits.
+        std::future::pending::<()>().await;
+    });
+    // After the close no loop runs asock's timers for this manager; the background loop does.
+    let r = asock::block_on(within(10, task));
+    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    assert!(sel.is_closed());
+}
+
+#[test]
+fn a_task_panicking_after_its_handle_was_dropped_does_not_stop_the_loop() {
+    let sel = SelectorManager::builder().threads(1).build().unwrap();
+    drop(sel.launch(async {
+        if std::hint::black_box(true) {
+            panic!("detached boom");
+        }
+    }));
+    assert_eq!(sel.run_blocking(sel.launch(async { 3 })).unwrap(), 3);
+}
+
+#[test]
+fn a_join_handle_is_awaited_from_a_task_on_another_loop() {
+    let sel = SelectorManager::builder().threads(2).build().unwrap();
+    let worker = sel.launch(async {
+        asock::time::sleep(Duration::from_millis(5)).await;
+        "done"
+    });
+    // Round-robin puts the waiter on the other loop.
+    let waiter = sel.launch(worker);
+    assert_eq!(sel.run_blocking(waiter).unwrap().unwrap(), "done");
+}

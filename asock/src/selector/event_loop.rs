@@ -1,7 +1,7 @@
 //! One event loop: a thread that owns a `mio::Poll`, a local run queue, a timer heap and an
 //! injection queue that other threads push to.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use async_task::Runnable;
 use mio::{Events, Poll, Token};
 use slab::Slab;
 
 use super::source::LoopIo;
+use super::task::{LocalTasks, NewTask, Schedule, Task};
 use super::timer::{TimerEntry, TimerHeap};
 use crate::util::lock;
 
@@ -34,25 +34,21 @@ pub(crate) struct LoopShared {
     inject: Mutex<Inject>,
     /// Registered I/O sources, by token. Locked once per poll batch, and to (de)register.
     ios: Mutex<Slab<Arc<dyn LoopIo>>>,
-    /// Every live task placed on this loop, so closing the manager can drop them all.
-    tasks: Mutex<Tasks>,
     shutdown: AtomicBool,
     /// The CPU the loop thread is pinned to, once it pinned itself.
     cpu: OnceLock<usize>,
 }
 
-/// The live tasks of a loop: a waker each, which schedules the task when woken.
-#[derive(Default)]
-struct Tasks {
-    wakers: Slab<Option<Waker>>,
-    /// The manager closed: no task may be added.
-    closed: bool,
-}
-
-/// Work handed to the loop by other threads.
+/// Work handed to the loop: the run queue, and timers armed from other threads.
+///
+/// The run queue is shared by every thread, the loop's own included: a lock taken and given
+/// back costs fewer instructions than reaching a thread-local queue through its accessor, and
+/// the loop takes the whole queue at once (see [`LoopShared::take_tasks`]).
 #[derive(Default)]
 struct Inject {
-    tasks: VecDeque<Runnable>,
+    tasks: VecDeque<Arc<Task<LoopShared>>>,
+    /// Tasks launched since the loop last looked, with their futures.
+    new: Vec<NewTask<LoopShared>>,
     timers: Vec<Arc<TimerEntry>>,
     /// The loop is (about to be) blocked in `epoll_wait` and needs a wake-up to see new work.
     sleeping: bool,
@@ -68,13 +64,6 @@ pub(crate) struct Local {
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Local>>> = const { RefCell::new(None) };
-    /// The loop running on this thread (null for none), compared by address: the one check a
-    /// wake-up makes to know whether it may push straight onto [`QUEUE`].
-    static HOME: Cell<*const LoopShared> = const { Cell::new(std::ptr::null()) };
-    /// The run queue of the loop on this thread (a thread runs at most one loop). A
-    /// thread-local of its own so that scheduling a task on its own loop is one address
-    /// comparison and one push, with no lookup of the loop.
-    static QUEUE: RefCell<VecDeque<Runnable>> = const { RefCell::new(VecDeque::new()) };
 }
 
 /// Runs `f` with the loop that owns the current thread, if any.
@@ -90,7 +79,6 @@ impl LoopShared {
             waker: mio::Waker::new(poll.registry(), WAKE_TOKEN)?,
             inject: Mutex::new(Inject::default()),
             ios: Mutex::new(Slab::new()),
-            tasks: Mutex::new(Tasks::default()),
             shutdown: AtomicBool::new(false),
             cpu: OnceLock::new(),
         }))
@@ -99,23 +87,6 @@ impl LoopShared {
     /// The CPU this loop's thread is pinned to (`SelectorManager::builder().pin_threads(true)`).
     pub(crate) fn cpu(&self) -> Option<usize> {
         self.cpu.get().copied()
-    }
-
-    /// Schedules a task on this loop: straight onto the local queue when called on the loop's
-    /// own thread (no lock, no wake-up), through the injection queue otherwise.
-    pub(crate) fn schedule(self: &Arc<Self>, runnable: Runnable) {
-        if HOME.get() == Arc::as_ptr(self) {
-            QUEUE.with_borrow_mut(|q| q.push_back(runnable));
-            return;
-        }
-        let mut inj = lock(&self.inject);
-        if inj.closed {
-            drop(inj);
-            drop_tasks([runnable]);
-            return;
-        }
-        inj.tasks.push_back(runnable);
-        self.wake_if_sleeping(inj);
     }
 
     /// Arms a timer on this loop: straight into its heap on the loop's own thread, through the
@@ -141,35 +112,37 @@ impl LoopShared {
         }
     }
 
-    /// Records a new task (its waker) so [`close_all`](Self::close_all) can drop it; `None`
-    /// once the manager closed. Pair with [`forget_task`](Self::forget_task).
-    pub(crate) fn track_task(&self) -> Option<usize> {
-        let mut tasks = lock(&self.tasks);
-        (!tasks.closed).then(|| tasks.wakers.insert(None))
+    /// Moves the queued tasks into `batch` (which must be empty), new ones after them (entered
+    /// in `local`): `false` when there were none.
+    fn take_tasks(
+        &self,
+        batch: &mut VecDeque<Arc<Task<LoopShared>>>,
+        local: &mut LocalTasks,
+    ) -> bool {
+        let mut inj = lock(&self.inject);
+        if inj.tasks.is_empty() && inj.new.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut inj.tasks, batch);
+        for new in inj.new.drain(..) {
+            batch.push_back(local.admit(new));
+        }
+        true
     }
 
-    /// Sets the waker of a tracked task (before it first runs).
-    pub(crate) fn set_task_waker(&self, key: usize, waker: Waker) {
-        if let Some(slot) = lock(&self.tasks).wakers.get_mut(key) {
-            *slot = Some(waker);
+    fn wake_if_sleeping(&self, inj: MutexGuard<'_, Inject>) {
+        if inj.sleeping {
+            self.wake_sleeping(inj);
         }
     }
 
-    /// The task finished or was dropped.
-    pub(crate) fn forget_task(&self, key: usize) {
-        let mut tasks = lock(&self.tasks);
-        if tasks.wakers.contains(key) {
-            tasks.wakers.remove(key);
-        }
-    }
-
-    fn wake_if_sleeping(&self, mut inj: MutexGuard<'_, Inject>) {
-        let wake = std::mem::replace(&mut inj.sleeping, false);
+    /// Wakes the loop from `epoll_wait` to see the work just handed to it.
+    #[cold]
+    fn wake_sleeping(&self, mut inj: MutexGuard<'_, Inject>) {
+        inj.sleeping = false;
         drop(inj);
-        if wake {
-            // A failed wake-up (eventfd full) means one is already pending.
-            let _ = self.waker.wake();
-        }
+        // A failed wake-up (eventfd full) means one is already pending.
+        let _ = self.waker.wake();
     }
 
     /// Asks the loop to exit after its current iteration. From now on work handed to it from
@@ -179,28 +152,17 @@ impl LoopShared {
         let leftover = {
             let mut inj = lock(&self.inject);
             inj.closed = true;
-            std::mem::take(&mut inj.tasks)
+            (std::mem::take(&mut inj.tasks), std::mem::take(&mut inj.new))
         };
-        drop_tasks(leftover);
+        // Dropped outside the lock: a future's drop may wake or launch tasks.
+        drop(leftover);
         let _ = self.waker.wake();
     }
 
-    /// After the loop thread exited (or from a loop thread that cannot wait for it): drops
-    /// every task still alive, and fails every wait on and releases every descriptor still
-    /// registered.
+    /// After the loop thread exited (or from a loop thread that cannot wait for it): fails
+    /// every wait on and releases every descriptor still registered. (The loop drops its
+    /// tasks itself as it exits.)
     pub(crate) fn close_all(&self) {
-        let wakers: Vec<Waker> = {
-            let mut tasks = lock(&self.tasks);
-            tasks.closed = true;
-            std::mem::take(&mut tasks.wakers)
-                .into_iter()
-                .filter_map(|(_, w)| w)
-                .collect()
-        };
-        // Waking schedules each task on this closed loop, which drops (cancels) it.
-        for w in wakers {
-            w.wake();
-        }
         let ios = std::mem::take(&mut *lock(&self.ios));
         for (_, io) in ios {
             io.shut();
@@ -239,6 +201,36 @@ impl LoopShared {
     }
 }
 
+impl Schedule for LoopShared {
+    /// Schedules a task on this loop, from any thread: onto the run queue, waking the loop if
+    /// it sleeps (on its own thread it never does).
+    #[inline]
+    fn schedule(&self, task: Arc<Task<Self>>) {
+        let mut inj = lock(&self.inject);
+        if inj.closed {
+            // Its future was dropped when the loop exited.
+            return;
+        }
+        inj.tasks.push_back(task);
+        if inj.sleeping {
+            self.wake_sleeping(inj);
+        }
+    }
+
+    /// Hands a new task to this loop. On a closed loop it is dropped at once (its handle
+    /// then says it was cancelled).
+    fn spawn(&self, new: NewTask<Self>) {
+        let mut inj = lock(&self.inject);
+        if inj.closed {
+            drop(inj);
+            drop(new);
+            return;
+        }
+        inj.new.push(new);
+        self.wake_if_sleeping(inj);
+    }
+}
+
 /// Settings a loop runs with.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LoopConfig {
@@ -268,8 +260,11 @@ pub(crate) fn run(
         timers: RefCell::new(TimerHeap::default()),
     });
     CURRENT.with(|c| *c.borrow_mut() = Some(local.clone()));
-    HOME.set(Arc::as_ptr(&shared));
-    QUEUE.with_borrow_mut(|q| q.reserve(64));
+    // The futures of this loop's tasks, and the tasks being run, taken from the run queue a
+    // whole queue at a time.
+    let mut tasks = LocalTasks::default();
+    let mut batch: VecDeque<Arc<Task<LoopShared>>> = VecDeque::with_capacity(64);
+    lock(&shared.inject).tasks.reserve(64);
     super::coop::enter();
     let mut events = Events::with_capacity(1024);
     let mut wakers: Vec<Waker> = Vec::with_capacity(64);
@@ -284,13 +279,13 @@ pub(crate) fn run(
         // 1. Run what is ready, up to a budget.
         let mut ran = 0;
         while ran < TASK_BUDGET {
-            let next = QUEUE.with_borrow_mut(VecDeque::pop_front);
-            match next {
+            match batch.pop_front() {
                 Some(task) => {
                     super::coop::reset();
-                    task.run();
+                    tasks.run(task, &shared);
                     ran += 1;
                 }
+                None if shared.take_tasks(&mut batch, &mut tasks) => {}
                 None => break,
             }
         }
@@ -302,11 +297,12 @@ pub(crate) fn run(
         let mut timeout = None;
         {
             let mut inj = lock(&shared.inject);
-            take_injected(&local, &mut inj);
+            take_timers(&local, &mut inj);
             let busy = config
                 .busy_poll
                 .is_some_and(|spin| last_activity.elapsed() < spin);
-            if !QUEUE.with_borrow(VecDeque::is_empty) || super::coop::any_deferred() || busy {
+            let queued = !batch.is_empty() || !inj.tasks.is_empty() || !inj.new.is_empty();
+            if queued || super::coop::any_deferred() || busy {
                 timeout = Some(Duration::ZERO);
             } else {
                 inj.sleeping = true;
@@ -326,7 +322,7 @@ pub(crate) fn run(
         {
             let mut inj = lock(&shared.inject);
             inj.sleeping = false;
-            take_injected(&local, &mut inj);
+            take_timers(&local, &mut inj);
         }
 
         // 4. Turn events into readiness and wake whoever waits for it.
@@ -348,7 +344,7 @@ pub(crate) fn run(
                 }
                 if ios.len() < shrunk.1 {
                     // Most sockets left: give back what the tables grew to for them.
-                    shrink_tables(&shared, &mut ios);
+                    shrink_tables(&shared, &mut ios, &mut tasks, &mut batch);
                     shrunk = (ios.capacity(), ios.len() / 2);
                 }
             }
@@ -368,7 +364,7 @@ pub(crate) fn run(
         // 5. Fire expired timers.
         let now = Instant::now();
         local.timers.borrow_mut().fire_expired(now);
-        if any || !QUEUE.with_borrow(VecDeque::is_empty) {
+        if any || !batch.is_empty() || ran > 0 {
             last_activity = now;
         }
     }
@@ -379,85 +375,38 @@ pub(crate) fn run(
         let mut inj = lock(&shared.inject);
         inj.closed = true;
         (
-            std::mem::take(&mut inj.tasks),
+            (std::mem::take(&mut inj.tasks), std::mem::take(&mut inj.new)),
             std::mem::take(&mut inj.timers),
         )
     };
-    drop_tasks(leftover);
+    drop((batch, leftover));
+    // Every task of the loop ends here, on its own thread (its handle says cancelled).
+    drop(tasks);
     for t in timers {
         t.orphan();
     }
-    loop {
-        let queued = QUEUE.with_borrow_mut(std::mem::take);
-        if queued.is_empty() {
-            break;
-        }
-        drop(queued);
-    }
     local.timers.borrow_mut().orphan_all();
     super::coop::exit();
-    HOME.set(std::ptr::null());
     CURRENT.with(|c| c.borrow_mut().take());
-}
-
-/// Drops tasks that will never run again (their loop closed), cancelling them.
-///
-/// A task's drop may wake another task from inside a lock that the second task's drop needs
-/// (a channel's last sender, dropped with the first task, wakes the receiving task from inside
-/// `event-listener`'s list lock, and the receiver's drop takes that lock to unlist itself).
-/// Dropping the second task inside that wake-up would deadlock, so while a drop is under way on
-/// this thread every further one is queued, and the outermost call drops them afterwards.
-fn drop_tasks(tasks: impl IntoIterator<Item = Runnable>) {
-    thread_local! {
-        static DEFERRED: std::cell::RefCell<Option<Vec<Runnable>>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    let mut tasks = tasks.into_iter();
-    // `None`: a drop is under way on this thread and took the tasks; otherwise this call is
-    // the outermost and drops them itself.
-    let outermost = DEFERRED.try_with(|d| {
-        let mut d = d.borrow_mut();
-        match &mut *d {
-            Some(list) => {
-                list.extend(&mut tasks);
-                false
-            }
-            None => {
-                *d = Some(Vec::new());
-                true
-            }
-        }
-    });
-    match outermost {
-        Ok(false) => {}
-        Ok(true) => {
-            for task in tasks {
-                drop(task);
-            }
-            while let Some(task) = DEFERRED.with(|d| d.borrow_mut().as_mut().and_then(Vec::pop)) {
-                drop(task);
-            }
-            DEFERRED.with(|d| *d.borrow_mut() = None);
-        }
-        // The thread is exiting and its locals are gone: nothing can be deferred.
-        Err(_) => tasks.for_each(drop),
-    }
 }
 
 /// Shrinks the loop's tables after most of its sockets left (a burst of connections came and
 /// went).
-fn shrink_tables(shared: &LoopShared, ios: &mut Slab<Arc<dyn LoopIo>>) {
+fn shrink_tables(
+    shared: &LoopShared,
+    ios: &mut Slab<Arc<dyn LoopIo>>,
+    tasks: &mut LocalTasks,
+    batch: &mut VecDeque<Arc<Task<LoopShared>>>,
+) {
     // Keys stay valid: only vacant entries at the end go.
     ios.shrink_to_fit();
-    lock(&shared.tasks).wakers.shrink_to_fit();
-    QUEUE.with_borrow_mut(VecDeque::shrink_to_fit);
+    tasks.shrink();
+    lock(&shared.inject).tasks.shrink_to_fit();
+    batch.shrink_to_fit();
     super::coop::shrink();
 }
 
-fn take_injected(local: &Local, inj: &mut Inject) {
-    if !inj.tasks.is_empty() {
-        QUEUE.with_borrow_mut(|q| q.extend(inj.tasks.drain(..)));
-    }
+fn take_timers(local: &Local, inj: &mut Inject) {
     if !inj.timers.is_empty() {
         let mut heap = local.timers.borrow_mut();
         for t in inj.timers.drain(..) {

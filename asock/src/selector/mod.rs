@@ -11,11 +11,10 @@ pub(crate) mod coop;
 pub(crate) mod event_loop;
 pub(crate) mod registration;
 pub(crate) mod source;
+pub(crate) mod task;
 pub(crate) mod timer;
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
@@ -23,6 +22,7 @@ use std::thread::{self, Thread, ThreadId};
 use std::time::Duration;
 
 use event_loop::{with_current, LoopConfig, LoopShared};
+pub use task::JoinHandle;
 
 use crate::channel::budget::Budget;
 pub use crate::channel::budget::MemoryShed;
@@ -348,25 +348,7 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let Some(key) = lp.track_task() else {
-            return JoinHandle { task: None };
-        };
-        let tracked = TrackedTask {
-            future,
-            lp: lp.clone(),
-            key,
-        };
-        let for_schedule = lp.clone();
-        let schedule = move |runnable| for_schedule.schedule(runnable);
-        let (runnable, task) = async_task::Builder::new()
-            .propagate_panic(true)
-            .spawn(move |_| tracked, schedule);
-        // Before the task can run (and finish, forgetting its key).
-        lp.set_task_waker(key, runnable.waker());
-        runnable.schedule();
-        JoinHandle {
-            task: Some(task.fallible()),
-        }
+        task::launch(lp, future)
     }
 
     /// Whether the manager is closed.
@@ -400,32 +382,6 @@ impl Handle {
             Some(local) if local.shared.manager_id == self.shared.id => Some(local.shared.clone()),
             _ => None,
         })
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A launched future, known to its loop until it completes or is dropped.
-    struct TrackedTask<F> {
-        #[pin]
-        future: F,
-        lp: Arc<LoopShared>,
-        key: usize,
-    }
-
-    impl<F> PinnedDrop for TrackedTask<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            this.lp.forget_task(*this.key);
-        }
-    }
-}
-
-impl<F: Future> Future for TrackedTask<F> {
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().future.poll(cx)
     }
 }
 
@@ -477,66 +433,6 @@ pub(crate) fn background() -> Option<&'static SelectorManager> {
         .build()
         .ok()?;
     Some(BACKGROUND.get_or_init(|| m))
-}
-
-/// A handle to a launched task: await it for the task's output.
-///
-/// Dropping it detaches the task; [`cancel`](Self::cancel) stops it.
-pub struct JoinHandle<T> {
-    task: Option<async_task::FallibleTask<T>>,
-}
-
-impl<T> std::fmt::Debug for JoinHandle<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JoinHandle").finish_non_exhaustive()
-    }
-}
-
-impl<T> JoinHandle<T> {
-    /// Cancels the task: its future is dropped at the next point it is not running.
-    pub fn cancel(mut self) {
-        // Dropping an async-task `Task` cancels it.
-        drop(self.task.take());
-    }
-
-    /// Whether the task has finished.
-    pub fn is_finished(&self) -> bool {
-        self.task.as_ref().is_none_or(|t| t.is_finished())
-    }
-}
-
-impl<T> Future for JoinHandle<T> {
-    /// The task's output, [`Error::Cancelled`] if it was cancelled (or its loop stopped), or
-    /// [`Error::Panicked`] if it panicked.
-    type Output = Result<T>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let Some(task) = self.task.as_mut() else {
-            return Poll::Ready(Err(Error::Cancelled));
-        };
-        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(task).poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(Some(v))) => Poll::Ready(Ok(v)),
-            Ok(Poll::Ready(None)) => Poll::Ready(Err(Error::Cancelled)),
-            Err(payload) => {
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_string());
-                self.task = None;
-                Poll::Ready(Err(Error::Panicked(msg)))
-            }
-        }
-    }
-}
-
-impl<T> Drop for JoinHandle<T> {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.detach();
-        }
-    }
 }
 
 struct ThreadWaker {
