@@ -18,7 +18,9 @@
 //! - A loop that exits drops every future in its table; a task handed to a closed loop is
 //!   dropped at once. Either way the handle resolves to [`Error::Cancelled`].
 
+use std::any::Any;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -48,15 +50,38 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     fn spawn(&self, new: NewTask<Self>);
 }
 
-/// What a task's wakers and its handle share: its state and its loop.
+/// What a task's wakers and its handle share: its state, its loop and its output.
 pub(crate) struct Task<S> {
     state: AtomicU8,
     /// Its entry in the loop's table, set by the loop when it takes the task in.
     key: AtomicUsize,
     lp: Arc<S>,
+    output: Mutex<Output>,
+}
+
+/// What the [`JoinHandle`] waits for. The value is boxed as `Any`, so the header needs no type
+/// parameter for it: boxing `()` (a connection's task) allocates nothing.
+struct Output {
+    value: Option<Result<Box<dyn Any + Send>>>,
+    /// The future is gone: `value` was set (and maybe taken), or the task was cancelled.
+    finished: bool,
+    joiner: Option<Waker>,
 }
 
 impl<S: Schedule> Task<S> {
+    /// Ends the task's output: `value` (`None` for a cancelled task); wakes the joiner.
+    fn finish(&self, value: Option<Result<Box<dyn Any + Send>>>) {
+        let joiner = {
+            let mut out = lock(&self.output);
+            out.value = value;
+            out.finished = true;
+            out.joiner.take()
+        };
+        if let Some(w) = joiner {
+            w.wake();
+        }
+    }
+
     /// Queues the task unless it is queued, running (its run requeues it) or done.
     fn schedule_if_idle(self: Arc<Self>, prev: u8) {
         if prev & (SCHEDULED | RUNNING | DONE) == 0 {
@@ -66,16 +91,35 @@ impl<S: Schedule> Task<S> {
     }
 }
 
-/// What a [`JoinHandle`] can do to its task, whatever its loop's type.
-trait Cancel: Send + Sync {
+/// What a [`JoinHandle`] can do with its task, whatever its loop's type.
+trait Join: Send + Sync {
     /// Marks the task cancelled and queues it, so its loop drops the future.
     fn cancel(self: Arc<Self>);
+    /// The output once the future is gone (`None` inside: it was cancelled).
+    fn poll_output(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Box<dyn Any + Send>>>>;
+    /// Whether the future is gone.
+    fn is_finished(&self) -> bool;
 }
 
-impl<S: Schedule> Cancel for Task<S> {
+impl<S: Schedule> Join for Task<S> {
     fn cancel(self: Arc<Self>) {
         let prev = self.state.fetch_or(CANCELLED | SCHEDULED, Ordering::AcqRel);
         self.schedule_if_idle(prev);
+    }
+
+    fn poll_output(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Box<dyn Any + Send>>>> {
+        let mut out = lock(&self.output);
+        if out.finished {
+            return Poll::Ready(out.value.take());
+        }
+        if !out.joiner.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            out.joiner = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    fn is_finished(&self) -> bool {
+        lock(&self.output).finished
     }
 }
 
@@ -165,59 +209,33 @@ impl LocalTasks {
     }
 }
 
-/// What the [`JoinHandle`] waits for.
-struct Output<T> {
-    value: Option<Result<T>>,
-    /// The future is gone: `value` was set (and maybe taken), or the task was cancelled.
-    finished: bool,
-    joiner: Option<Waker>,
-}
-
-impl<T> Output<T> {
-    fn new() -> Mutex<Output<T>> {
-        Mutex::new(Output {
-            value: None,
-            finished: false,
-            joiner: None,
-        })
-    }
-}
-
-/// Ends the task's output: `value` (`None` for a cancelled task), and wakes the joiner.
-fn finish<T>(output: &Mutex<Output<T>>, value: Option<Result<T>>) {
-    let joiner = {
-        let mut out = lock(output);
-        out.value = value;
-        out.finished = true;
-        out.joiner.take()
-    };
-    if let Some(w) = joiner {
-        w.wake();
-    }
-}
-
 pin_project_lite::pin_project! {
-    /// A launched future that reports its output (or its panic) to its handle, and tells the
-    /// handle it was cancelled if it is dropped before it finished. Either way the future is
-    /// dropped first, so a handle that says "done" or "cancelled" never races the future's drop.
-    struct Body<F: Future> {
+    /// A launched future that reports its output (or its panic) to its task's header, and
+    /// that the task was cancelled if it is dropped before it finished. Either way the future
+    /// is dropped first, so a handle that says "done" or "cancelled" never races its drop.
+    struct Body<F, S: Schedule> {
         #[pin]
         future: Option<F>,
-        output: Arc<Mutex<Output<F::Output>>>,
+        task: Arc<Task<S>>,
     }
 
-    impl<F: Future> PinnedDrop for Body<F> {
+    impl<F, S: Schedule> PinnedDrop for Body<F, S> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if this.future.is_some() {
                 this.future.set(None);
-                finish(this.output, None);
+                this.task.finish(None);
             }
         }
     }
 }
 
-impl<F: Future> Future for Body<F> {
+impl<F, S> Future for Body<F, S>
+where
+    F: Future,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
     type Output = ();
 
     #[inline]
@@ -228,11 +246,11 @@ impl<F: Future> Future for Body<F> {
         };
         let value = match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(v)) => Ok(v),
+            Ok(Poll::Ready(v)) => Ok(Box::new(v) as Box<dyn Any + Send>),
             Err(payload) => Err(Error::Panicked(panic_message(&*payload))),
         };
         this.future.set(None);
-        finish(this.output, Some(value));
+        this.task.finish(Some(value));
         Poll::Ready(())
     }
 }
@@ -254,21 +272,26 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let output = Arc::new(Output::new());
     let task = Arc::new(Task {
         state: AtomicU8::new(SCHEDULED),
         key: AtomicUsize::new(usize::MAX),
         lp: lp.clone(),
+        output: Mutex::new(Output {
+            value: None,
+            finished: false,
+            joiner: None,
+        }),
     });
     lp.spawn(NewTask {
         task: task.clone(),
         future: Box::pin(Body {
             future: Some(future),
-            output: output.clone(),
+            task: task.clone(),
         }),
     });
     JoinHandle {
-        task: Some(Joined { task, output }),
+        task: Some(task),
+        output: PhantomData,
     }
 }
 
@@ -276,25 +299,21 @@ where
 ///
 /// Dropping it detaches the task; [`cancel`](Self::cancel) stops it.
 pub struct JoinHandle<T> {
-    task: Option<Joined<T>>,
-}
-
-struct Joined<T> {
-    task: Arc<dyn Cancel>,
-    output: Arc<Mutex<Output<T>>>,
+    task: Option<Arc<dyn Join>>,
+    output: PhantomData<fn() -> T>,
 }
 
 impl<T> JoinHandle<T> {
     /// Cancels the task: its future is dropped at the next point it is not running.
     pub fn cancel(mut self) {
-        if let Some(joined) = self.task.take() {
-            joined.task.cancel();
+        if let Some(task) = self.task.take() {
+            task.cancel();
         }
     }
 
     /// Whether the task has finished.
     pub fn is_finished(&self) -> bool {
-        self.task.as_ref().is_none_or(|j| lock(&j.output).finished)
+        self.task.as_ref().is_none_or(|t| t.is_finished())
     }
 }
 
@@ -304,34 +323,27 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
     }
 }
 
-impl<T> Future for JoinHandle<T> {
+impl<T: 'static> Future for JoinHandle<T> {
     /// The task's output, [`Error::Cancelled`] if it was cancelled (or its loop stopped), or
     /// [`Error::Panicked`] if it panicked.
     type Output = Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let Some(joined) = &self.task else {
+        let Some(task) = &self.task else {
             return Poll::Ready(Err(Error::Cancelled));
         };
-        let ready = {
-            let mut out = lock(&joined.output);
-            match out.value.take() {
-                Some(v) => Some(v),
-                None if out.finished => Some(Err(Error::Cancelled)),
-                None => {
-                    if !out.joiner.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                        out.joiner = Some(cx.waker().clone());
-                    }
-                    None
-                }
-            }
+        let Poll::Ready(output) = task.poll_output(cx) else {
+            return Poll::Pending;
         };
-        match ready {
-            Some(v) => {
-                self.task = None;
-                Poll::Ready(v)
-            }
-            None => Poll::Pending,
-        }
+        self.task = None;
+        Poll::Ready(match output {
+            // The task stored its future's output, of type `T`: the downcast cannot miss.
+            Some(Ok(value)) => value
+                .downcast::<T>()
+                .map(|v| *v)
+                .map_err(|_| Error::Cancelled),
+            Some(Err(e)) => Err(e),
+            None => Err(Error::Cancelled),
+        })
     }
 }
