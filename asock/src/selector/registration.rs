@@ -105,18 +105,61 @@ impl ReadyEvent {
 /// The tasks waiting on one descriptor, per direction.
 #[derive(Default)]
 struct Waiters {
-    read: Vec<Waker>,
-    write: Vec<Waker>,
+    read: WaitList,
+    write: WaitList,
     /// Tasks waiting for the close itself (`await_closed`).
     closed: Vec<Waker>,
 }
 
 impl Waiters {
-    fn list(&mut self, dir: Direction) -> &mut Vec<Waker> {
+    fn list(&mut self, dir: Direction) -> &mut WaitList {
         match dir {
             Direction::Read => &mut self.read,
             Direction::Write => &mut self.write,
         }
+    }
+}
+
+/// The wakers of one direction: the first in a slot of its own (a connection has one task per
+/// direction, so that is the common case and costs no vector), any others after it.
+#[derive(Default)]
+struct WaitList {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl WaitList {
+    /// Adds the task of `waker` unless it waits already; `true` if it was added.
+    fn add(&mut self, waker: &Waker) -> bool {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => return false,
+            Some(_) if self.rest.iter().any(|w| w.will_wake(waker)) => return false,
+            Some(_) => self.rest.push(waker.clone()),
+        }
+        true
+    }
+
+    /// Takes back the waker [`add`](Self::add) added last.
+    fn undo_add(&mut self) {
+        if self.rest.pop().is_none() {
+            self.first = None;
+        }
+    }
+
+    /// Moves every waker into `wake`.
+    fn drain_into(&mut self, wake: &mut Vec<Waker>) {
+        if let Some(w) = self.first.take() {
+            wake.push(w);
+            if !self.rest.is_empty() {
+                wake.append(&mut self.rest);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 }
 
@@ -175,19 +218,14 @@ impl ScheduledIo {
             return;
         }
         let mut w = self.waiters();
-        let mut drain = |list: &mut Vec<Waker>| {
-            while let Some(x) = list.pop() {
-                wake.push(x);
-            }
-        };
         if concerned & READ_WAITERS != 0 {
-            drain(&mut w.read);
+            w.read.drain_into(wake);
         }
         if concerned & WRITE_WAITERS != 0 {
-            drain(&mut w.write);
+            w.write.drain_into(wake);
         }
         if concerned & CLOSE_WAITERS != 0 {
-            drain(&mut w.closed);
+            wake.append(&mut w.closed);
         }
         self.readiness.fetch_and(!concerned, Ordering::AcqRel);
     }
@@ -219,11 +257,7 @@ impl ScheduledIo {
     #[inline(never)]
     fn wait(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
         let mut w = self.waiters();
-        let list = w.list(dir);
-        let new = !list.iter().any(|x| x.will_wake(cx.waker()));
-        if new {
-            list.push(cx.waker().clone());
-        }
+        let new = w.list(dir).add(cx.waker());
         // Flag and check in one step: an event either comes after it (and sees the flag) or
         // before it (and its bits are seen here).
         let cur = self
@@ -231,7 +265,7 @@ impl ScheduledIo {
             .fetch_or(dir.waiters_flag(), Ordering::AcqRel);
         if cur & dir.mask() != 0 {
             if new {
-                w.list(dir).pop();
+                w.list(dir).undo_add();
             }
             return Poll::Ready(ReadyEvent::at(cur, dir));
         }
@@ -372,6 +406,30 @@ mod tests {
         assert_eq!(woken(&writer), 0, "the writer waits for a writable edge");
         assert_eq!(io.waiting(Direction::Read), 0);
         assert_eq!(io.waiting(Direction::Write), 1);
+    }
+
+    #[test]
+    fn a_wait_list_keeps_each_task_once_and_undoes_the_last_add() {
+        let (_, a) = counter();
+        let (_, b) = counter();
+        let (_, c) = counter();
+        let mut list = WaitList::default();
+        assert!(list.add(&a));
+        assert!(!list.add(&a), "the first waiter again");
+        assert!(list.add(&b));
+        assert!(list.add(&c));
+        assert!(!list.add(&b), "a later waiter again");
+        assert_eq!(list.len(), 3);
+        list.undo_add();
+        assert_eq!(list.len(), 2);
+        let mut woken = Vec::new();
+        list.drain_into(&mut woken);
+        assert_eq!(woken.len(), 2);
+        assert!(woken[0].will_wake(&a) && woken[1].will_wake(&b), "in order");
+        assert_eq!(list.len(), 0);
+        assert!(list.add(&c));
+        list.undo_add();
+        assert_eq!(list.len(), 0, "undoing the only waiter empties the slot");
     }
 
     #[test]
