@@ -247,6 +247,7 @@ impl ByteReadChannel {
     }
 
     /// The bytes buffered now, readable without waiting (a peek: nothing is consumed).
+    #[inline]
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
@@ -515,11 +516,12 @@ impl ByteReadChannel {
     /// Gives the buffer back to the pool and its bytes back to the budget.
     #[inline]
     fn release(&mut self) {
-        if let Some((b, h)) = &self.budget {
-            if self.counted > 0 {
+        // Bytes are counted only under a budget: one check without one.
+        if self.counted > 0 {
+            if let Some((b, h)) = &self.budget {
                 b.give(h, self.counted);
-                self.counted = 0;
             }
+            self.counted = 0;
         }
         buffer::give(std::mem::take(&mut self.buf));
     }
@@ -579,30 +581,39 @@ impl ByteReadChannel {
     /// Returns `false` when the memory budget refuses the room (the channel is shed).
     #[inline]
     fn make_room(&mut self, cap: usize) -> bool {
-        // The usual cases, decided here: bytes buffered with room after them, or an empty
-        // buffer already at its start and of the size reads want.
+        // The usual cases, decided here: bytes buffered with room after them, or nothing
+        // buffered, so reads start over at the front of a buffer (taken now if none is held)
+        // of the size they want.
         let room = if self.start == self.end {
-            self.end == 0 && self.buf.len() >= self.read_size
+            if self.buf.is_empty() && !self.take_buffer() {
+                return false;
+            }
+            self.start = 0;
+            self.end = 0;
+            self.scanned = 0;
+            self.buf.len() >= self.read_size
         } else {
             self.end < self.buf.len()
         };
         room || self.make_room_slow(cap)
     }
 
+    /// Takes a buffer from the pool: a channel holds none while it waits on an empty one.
+    /// A bulk stream gets its full-size buffer back (pooled, so not zeroed again).
+    #[inline]
+    fn take_buffer(&mut self) -> bool {
+        let size = if self.read_size >= BULK { BULK } else { CHUNK };
+        if !self.count(size) {
+            return false;
+        }
+        self.buf = buffer::take(size);
+        true
+    }
+
     /// [`make_room`](Self::make_room) when it has to take, compact or grow the buffer.
     fn make_room_slow(&mut self, cap: usize) -> bool {
-        if self.buf.is_empty() {
-            // A bulk stream gets its full-size buffer back (pooled, so not zeroed again).
-            let size = if self.read_size >= BULK { BULK } else { CHUNK };
-            if !self.count(size) {
-                return false;
-            }
-            self.buf = buffer::take(size);
-        }
         if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            self.scanned = 0;
+            // Empty, at the start of a buffer smaller than reads want (make_room took it).
             if self.buf.len() < self.read_size {
                 if !self.count(self.read_size) {
                     return false;

@@ -268,7 +268,7 @@ impl ByteWriteChannel {
     }
 
     /// Writes the queue out.
-    #[inline]
+    #[inline(always)]
     fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if self.spliced.is_some() {
             ready!(copy::poll_drain(
@@ -299,6 +299,7 @@ impl ByteWriteChannel {
         Poll::Ready(Ok(()))
     }
 
+    #[inline]
     fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         ready!(self.poll_write_queue(cx))?;
         if !self.source_buffers {
