@@ -156,7 +156,7 @@ impl<'a> Future for ReadLine<'a> {
         let ch = slot
             .as_mut()
             .expect("`read_line` polled after it completed");
-        let found = ready!(ch.poll_find(cx, b"\n", true));
+        let found = ready!(ch.poll_line(cx));
         let ch = slot.take().expect("taken only here");
         Poll::Ready(found.map(|f| f.map(|f| &ch.buf[f.start..f.end])))
     }
@@ -772,8 +772,15 @@ impl ByteReadChannel {
         Poll::Ready(Ok(n))
     }
 
+    /// [`poll_find`](Self::poll_find) for a line: `\n`, with a `\r` before it left out. A copy
+    /// of its own, compiled for these constants (no delimiter length or `\r` flag to look at).
+    fn poll_line(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Found>>> {
+        self.poll_find(cx, b"\n", true)
+    }
+
     /// Finds the next record ending in `delim` and consumes it with its delimiter; with
     /// `strip_cr` a `\r` before the delimiter is left out of the record too.
+    #[inline(always)]
     fn poll_find(
         &mut self,
         cx: &mut Context<'_>,
