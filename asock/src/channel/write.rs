@@ -299,7 +299,7 @@ impl ByteWriteChannel {
         Poll::Ready(Ok(()))
     }
 
-    #[inline]
+    #[inline(always)]
     fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         ready!(self.poll_write_queue(cx))?;
         if !self.source_buffers {
@@ -348,7 +348,7 @@ struct Flush<'a> {
 impl Future for Flush<'_> {
     type Output = Result<()>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         self.get_mut().ch.poll_flush_all(cx)
     }
