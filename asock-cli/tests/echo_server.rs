@@ -143,11 +143,7 @@ fn lines_around_the_short_reply_size_come_back_exactly() {
         .map(|&n| (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect())
         .collect();
     let mut c = BufReader::new(s.connect());
-    for (i, line) in lines.iter().enumerate() {
-        let end = if i % 2 == 0 { "\n" } else { "\r\n" };
-        c.get_mut()
-            .write_all(format!("{line}{end}").as_bytes())
-            .unwrap();
+    let expect_back = |c: &mut BufReader<TcpStream>, line: &str| {
         let mut back = String::new();
         c.read_line(&mut back).unwrap();
         assert_eq!(
@@ -156,18 +152,18 @@ fn lines_around_the_short_reply_size_come_back_exactly() {
             "a line of {} bytes",
             line.len()
         );
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let end = if i % 2 == 0 { "\n" } else { "\r\n" };
+        c.get_mut()
+            .write_all(format!("{line}{end}").as_bytes())
+            .unwrap();
+        expect_back(&mut c, line);
     }
     let batch: String = lines.iter().map(|l| format!("{l}\n")).collect();
     c.get_mut().write_all(batch.as_bytes()).unwrap();
     for line in &lines {
-        let mut back = String::new();
-        c.read_line(&mut back).unwrap();
-        assert_eq!(
-            back,
-            format!("{line}\r\n"),
-            "a pipelined line of {} bytes",
-            line.len()
-        );
+        expect_back(&mut c, line);
     }
 }
 

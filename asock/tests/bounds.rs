@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use asock::tls::{TlsConfig, TlsServerConfig, TlsServerSocket};
-use asock::{a_socket, AcceptBackoff, Error, SelectorManager};
+use asock::{a_socket, AcceptBackoff, Error, SelectorManager, ServerSocket};
 
 const KIB: usize = 1024;
 
@@ -30,19 +30,25 @@ fn stalling_peer(port: u16, bytes: usize) -> TcpStream {
     s
 }
 
-#[test]
-fn a_line_search_buffers_at_most_the_limit_plus_one_read() {
-    // A budget far above need, only to read how much the channel holds.
+/// One loop with a budget far above need (only to read how much its channels hold), and a
+/// listener on 127.0.0.1 with its port.
+fn one_loop_with_budget() -> (SelectorManager, ServerSocket, u16) {
     let selector = SelectorManager::builder()
         .threads(1)
         .max_memory(1 << 30)
         .build()
         .unwrap();
-    let limit = 1 << 20;
     let server = selector
         .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
         .unwrap();
     let port = server.port().unwrap();
+    (selector, server, port)
+}
+
+#[test]
+fn a_line_search_buffers_at_most_the_limit_plus_one_read() {
+    let (selector, server, port) = one_loop_with_budget();
+    let limit = 1 << 20;
     let (tx, rx) = std::sync::mpsc::channel();
     selector.launch(async move {
         let socket = server.accept().await.unwrap();
@@ -372,15 +378,7 @@ fn at_the_cap_silent_handshakes_are_shed_before_one_whose_client_spoke() {
 #[test]
 fn idle_connections_hold_no_read_buffer_between_messages() {
     // The budget counts every read buffer a channel holds, so it shows what idle ones keep.
-    let selector = SelectorManager::builder()
-        .threads(1)
-        .max_memory(1 << 30)
-        .build()
-        .unwrap();
-    let server = selector
-        .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
-        .unwrap();
-    let port = server.port().unwrap();
+    let (selector, server, port) = one_loop_with_budget();
     let sel = selector.clone();
     selector.launch(async move {
         // Even connections echo raw bytes (fill_buf/consume), odd ones lines (read_line).
