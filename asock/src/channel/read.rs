@@ -611,6 +611,7 @@ impl ByteReadChannel {
     }
 
     /// [`make_room`](Self::make_room) when it has to take, compact or grow the buffer.
+    #[inline(never)]
     fn make_room_slow(&mut self, cap: usize) -> bool {
         if self.start == self.end {
             // Empty, at the start of a buffer smaller than reads want (make_room took it).
@@ -668,6 +669,7 @@ impl ByteReadChannel {
     }
 
     /// [`poll_fill`](Self::poll_fill) with the buffer kept within `cap` bytes.
+    #[inline(always)]
     fn poll_fill_capped(&mut self, cx: &mut Context<'_>, cap: usize) -> Poll<Result<usize>> {
         if !matches!(self.state, State::Open) {
             return Poll::Ready(self.stopped());
