@@ -579,7 +579,7 @@ impl ByteReadChannel {
     /// read). Growth reserves exactly: a capped buffer never gets the allocator's doubling.
     ///
     /// Returns `false` when the memory budget refuses the room (the channel is shed).
-    #[inline]
+    #[inline(always)]
     fn make_room(&mut self, cap: usize) -> bool {
         // The usual cases, decided here: bytes buffered with room after them, or nothing
         // buffered, so reads start over at the front of a buffer (taken now if none is held)
