@@ -134,6 +134,40 @@ print("ok")
 }
 
 #[test]
+fn lines_around_the_short_reply_size_come_back_exactly() {
+    // Replies to lines up to 254 bytes are assembled on the stack, longer ones written in
+    // pieces: both sides of the boundary, `\n` and `\r\n`, one at a time and pipelined.
+    let s = Server::start(&[]);
+    let lines: Vec<String> = [0, 1, 63, 253, 254, 255, 256, 1000]
+        .iter()
+        .map(|&n| (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect())
+        .collect();
+    let mut c = BufReader::new(s.connect());
+    let expect_back = |c: &mut BufReader<TcpStream>, line: &str| {
+        let mut back = String::new();
+        c.read_line(&mut back).unwrap();
+        assert_eq!(
+            back,
+            format!("{line}\r\n"),
+            "a line of {} bytes",
+            line.len()
+        );
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let end = if i % 2 == 0 { "\n" } else { "\r\n" };
+        c.get_mut()
+            .write_all(format!("{line}{end}").as_bytes())
+            .unwrap();
+        expect_back(&mut c, line);
+    }
+    let batch: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    c.get_mut().write_all(batch.as_bytes()).unwrap();
+    for line in &lines {
+        expect_back(&mut c, line);
+    }
+}
+
+#[test]
 fn one_mib_line_comes_back_intact() {
     let s = Server::start(&[]);
     let line: String = (0..1 << 20)

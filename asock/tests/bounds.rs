@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use asock::tls::{TlsConfig, TlsServerConfig, TlsServerSocket};
-use asock::{a_socket, AcceptBackoff, Error, SelectorManager};
+use asock::{a_socket, AcceptBackoff, Error, SelectorManager, ServerSocket};
 
 const KIB: usize = 1024;
 
@@ -30,19 +30,25 @@ fn stalling_peer(port: u16, bytes: usize) -> TcpStream {
     s
 }
 
-#[test]
-fn a_line_search_buffers_at_most_the_limit_plus_one_read() {
-    // A budget far above need, only to read how much the channel holds.
+/// One loop with a budget far above need (only to read how much its channels hold), and a
+/// listener on 127.0.0.1 with its port.
+fn one_loop_with_budget() -> (SelectorManager, ServerSocket, u16) {
     let selector = SelectorManager::builder()
         .threads(1)
         .max_memory(1 << 30)
         .build()
         .unwrap();
-    let limit = 1 << 20;
     let server = selector
         .run_blocking(a_socket(&selector).tcp().bind("127.0.0.1:0"))
         .unwrap();
     let port = server.port().unwrap();
+    (selector, server, port)
+}
+
+#[test]
+fn a_line_search_buffers_at_most_the_limit_plus_one_read() {
+    let (selector, server, port) = one_loop_with_budget();
+    let limit = 1 << 20;
     let (tx, rx) = std::sync::mpsc::channel();
     selector.launch(async move {
         let socket = server.accept().await.unwrap();
@@ -367,4 +373,75 @@ fn at_the_cap_silent_handshakes_are_shed_before_one_whose_client_spoke() {
         "the handshake whose client spoke was shed before a silent one"
     );
     assert_eq!(server.connections(), 2, "the talker and the honest client");
+}
+
+#[test]
+fn idle_connections_hold_no_read_buffer_between_messages() {
+    // The budget counts every read buffer a channel holds, so it shows what idle ones keep.
+    let (selector, server, port) = one_loop_with_budget();
+    let sel = selector.clone();
+    selector.launch(async move {
+        // Even connections echo raw bytes (fill_buf/consume), odd ones lines (read_line).
+        let mut n = 0;
+        while let Ok(socket) = server.accept().await {
+            let lines = n % 2 == 1;
+            n += 1;
+            sel.launch(async move {
+                let (mut input, mut output) =
+                    (socket.open_read_channel(), socket.open_write_channel(true));
+                if lines {
+                    while let Ok(Some(line)) = input.read_line().await {
+                        let reply = [line, b"\n"].concat();
+                        if output.write_fully(&reply).await.is_err() {
+                            break;
+                        }
+                    }
+                } else {
+                    while let Ok(chunk) = input.fill_buf().await {
+                        if chunk.is_empty() || output.write_fully(chunk).await.is_err() {
+                            break;
+                        }
+                        let k = chunk.len();
+                        input.consume(k);
+                    }
+                }
+            });
+        }
+    });
+    let mut peers: Vec<_> = (0..8)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    for p in &peers {
+        p.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    let used = || selector.memory_usage().unwrap().used;
+    for round in 0..20 {
+        for p in &mut peers {
+            let msg = format!("message {round}\n");
+            p.write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0; msg.len()];
+            p.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg.as_bytes());
+        }
+        // Every reply is in, so every channel is waiting on an empty buffer: none is held.
+        eventually(
+            "idle channels to give their buffers back",
+            Duration::from_secs(10),
+            || used() == 0,
+        );
+    }
+    // A line half received is kept, and given back once it is answered.
+    peers[1].write_all(b"half a li").unwrap();
+    eventually(
+        "the partial line to be buffered",
+        Duration::from_secs(10),
+        || used() > 0,
+    );
+    peers[1].write_all(b"ne\n").unwrap();
+    let mut back = [0; 12];
+    peers[1].read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"half a line\n");
+    eventually("the buffer to go back", Duration::from_secs(10), || {
+        used() == 0
+    });
 }

@@ -73,6 +73,11 @@ pub fn run(args: EchoArgs) -> CliResult {
 /// bounded write queue instead of being copied into it whole when the peer reads slowly.
 const WRITE_PIECE: usize = 64 * 1024;
 
+/// Replies to lines up to this long are assembled with their `\r\n` on the stack and written
+/// in one call, instead of two writes into the queue (bench/callgrind.sh: 1,654 -> 1,560
+/// instructions per 64-byte line echo).
+const SHORT_LINE: usize = 254;
+
 /// Blocks from this size up (buffers grown for long lines) get a mapping of their own: glibc's
 /// threshold otherwise rises to the largest block freed (up to 32 MiB), after which a growing
 /// 4 MiB line buffer is reallocated by copying into fresh pages instead of by `mremap`, and
@@ -169,11 +174,20 @@ pub async fn serve(
     match mode {
         Mode::Lines { max_line } => {
             input.set_max_line_length(max_line);
+            let mut short = [0; SHORT_LINE + 2];
             while let Some(line) = input.read_line().await? {
-                for piece in line.chunks(WRITE_PIECE) {
-                    output.write_fully(piece).await?;
+                if line.len() <= SHORT_LINE {
+                    // The line and its terminator as one write: one copy into the queue.
+                    let n = line.len();
+                    short[..n].copy_from_slice(line);
+                    short[n..n + 2].copy_from_slice(b"\r\n");
+                    output.write_fully(&short[..n + 2]).await?;
+                } else {
+                    for piece in line.chunks(WRITE_PIECE) {
+                        output.write_fully(piece).await?;
+                    }
+                    output.write_fully(b"\r\n").await?;
                 }
-                output.write_fully(b"\r\n").await?;
                 if !input.has_line() {
                     output.flush().await?;
                 }

@@ -19,9 +19,21 @@ const POOL_MAX: usize = 256;
 /// [`BULK`] buffers kept per thread at most (512 KiB).
 const BULK_POOL_MAX: usize = 8;
 
+/// A thread's pooled buffers, one list per size.
+struct Pools {
+    chunks: Vec<Vec<u8>>,
+    bulk: Vec<Vec<u8>>,
+}
+
 thread_local! {
-    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    static BULK_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    // Both sizes in one thread-local: every access is one direct read of this thread's slot
+    // (two keys chosen by size compiled to an indirect call through the chosen key).
+    static POOLS: RefCell<Pools> = const {
+        RefCell::new(Pools {
+            chunks: Vec::new(),
+            bulk: Vec::new(),
+        })
+    };
 }
 
 /// A buffer of `size` bytes ([`CHUNK`] or [`BULK`]), from the pool when it has one. A new one
@@ -29,35 +41,40 @@ thread_local! {
 /// written.
 #[inline]
 pub(crate) fn take(size: usize) -> Vec<u8> {
-    // Each pool named directly (not through a reference to one of them), so the access stays
-    // an inlined thread-local read.
-    let pooled = if size == BULK {
-        BULK_POOL.with_borrow_mut(Vec::pop)
-    } else {
-        POOL.with_borrow_mut(Vec::pop)
-    };
+    // `try_with`: a thread being torn down allocates instead.
+    let pooled = POOLS
+        .try_with(|p| {
+            let mut p = p.borrow_mut();
+            if size == BULK {
+                p.bulk.pop()
+            } else {
+                p.chunks.pop()
+            }
+        })
+        .ok()
+        .flatten();
     pooled.unwrap_or_else(|| vec![0; size])
 }
 
 /// Returns a buffer to its pool (or frees it). Its contents are left as they are.
 #[inline]
 pub(crate) fn give(buf: Vec<u8>) {
-    // `try_with`: a thread being torn down just frees the buffer.
-    if buf.len() == CHUNK {
-        let _ = POOL.try_with(|p| {
-            let mut p = p.borrow_mut();
-            if p.len() < POOL_MAX {
-                p.push(buf);
-            }
-        });
-    } else if buf.len() == BULK {
-        let _ = BULK_POOL.try_with(|p| {
-            let mut p = p.borrow_mut();
-            if p.len() < BULK_POOL_MAX {
-                p.push(buf);
-            }
-        });
+    let len = buf.len();
+    if len != CHUNK && len != BULK {
+        return;
     }
+    // `try_with`: a thread being torn down just frees the buffer.
+    let _ = POOLS.try_with(|p| {
+        let mut p = p.borrow_mut();
+        let (pool, max) = if len == CHUNK {
+            (&mut p.chunks, POOL_MAX)
+        } else {
+            (&mut p.bulk, BULK_POOL_MAX)
+        };
+        if pool.len() < max {
+            pool.push(buf);
+        }
+    });
 }
 
 /// Trims this thread's pools to at most `sockets` buffers each: a buffer is pooled for a socket
@@ -65,12 +82,12 @@ pub(crate) fn give(buf: Vec<u8>) {
 /// many as it still has sockets. The loop calls it once per poll.
 #[inline]
 pub(crate) fn fit_pools(sockets: usize) {
-    for pool in [&POOL, &BULK_POOL] {
-        let _ = pool.try_with(|p| {
-            let mut p = p.borrow_mut();
-            if p.len() > sockets {
-                p.truncate(sockets);
+    let _ = POOLS.try_with(|p| {
+        let p = &mut *p.borrow_mut();
+        for pool in [&mut p.chunks, &mut p.bulk] {
+            if pool.len() > sockets {
+                pool.truncate(sockets);
             }
-        });
-    }
+        }
+    });
 }

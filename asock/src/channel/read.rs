@@ -5,8 +5,9 @@
 //! budget, giving the buffer back while idle, fairness under long lines) every method shares.
 //! Split by method, each part would have to reach into the others' invariants.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -73,8 +74,9 @@ pub struct ByteReadChannel {
     end: usize,
     /// How many buffered bytes from `start` are known not to hold the delimiter being searched.
     scanned: usize,
-    eof: bool,
-    cancelled: bool,
+    /// Whether reads still go to the source (one check on the hot path for end of stream,
+    /// failure and cancel alike).
+    state: State,
     notified: bool,
     /// This turn came from the low-priority lane: a long line search may make its one read.
     granted: bool,
@@ -83,9 +85,6 @@ pub struct ByteReadChannel {
     /// [`MAX_READ_SIZE`]) while reads keep filling the buffer, so a bulk stream makes few large
     /// reads while a chatty connection keeps a small buffer.
     read_size: usize,
-    /// The error that ended reading (a reset, say): every later read fails the same way
-    /// instead of mistaking the silence after it for end of stream.
-    failed: Option<Failure>,
     /// Bytes consumed by the reader, in all.
     consumed: u64,
     wait: WaitTimer,
@@ -93,6 +92,20 @@ pub struct ByteReadChannel {
     budget: Option<(Arc<Budget>, Arc<Holder>)>,
     /// Bytes of `buf` counted against the budget.
     counted: usize,
+}
+
+/// Where reading stands.
+#[derive(Clone, Copy, Debug)]
+enum State {
+    /// Reads go to the source.
+    Open,
+    /// The source reached end of stream: reads return what is buffered, then nothing.
+    Eof,
+    /// A read failed (a reset, say): every later read fails the same way instead of
+    /// mistaking the silence after it for end of stream.
+    Failed(Failure),
+    /// The reader cancelled: every later read fails with [`Error::Closed`].
+    Cancelled,
 }
 
 /// A read error kept to be reported again.
@@ -123,8 +136,48 @@ impl std::fmt::Debug for ByteReadChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ByteReadChannel")
             .field("available", &self.available_for_read())
-            .field("eof", &self.eof)
+            .field("state", &self.state)
             .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`ByteReadChannel::read_line`], its poll inlined into the caller's.
+struct ReadLine<'a> {
+    /// Taken when the line is returned: the line borrows the channel's buffer.
+    ch: Option<&'a mut ByteReadChannel>,
+}
+
+impl<'a> Future for ReadLine<'a> {
+    type Output = Result<Option<&'a [u8]>>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let slot = &mut self.get_mut().ch;
+        let ch = slot
+            .as_mut()
+            .expect("`read_line` polled after it completed");
+        let found = ready!(ch.poll_line(cx));
+        let ch = slot.take().expect("taken only here");
+        Poll::Ready(found.map(|f| f.map(|f| &ch.buf[f.start..f.end])))
+    }
+}
+
+/// The future of [`ByteReadChannel::fill_buf`], its poll inlined into the caller's.
+struct FillBuf<'a> {
+    /// Taken when the bytes are returned: they borrow the channel's buffer.
+    ch: Option<&'a mut ByteReadChannel>,
+}
+
+impl<'a> Future for FillBuf<'a> {
+    type Output = Result<&'a [u8]>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let slot = &mut self.get_mut().ch;
+        let ch = slot.as_mut().expect("`fill_buf` polled after it completed");
+        let r = ready!(ch.poll_ensure(cx, 1));
+        let ch = slot.take().expect("taken only here");
+        Poll::Ready(r.map(|_| ch.buffered()))
     }
 }
 
@@ -165,13 +218,11 @@ impl ByteReadChannel {
             start: 0,
             end: 0,
             scanned: 0,
-            eof: false,
-            cancelled: false,
+            state: State::Open,
             notified: false,
             granted: false,
             max_line: DEFAULT_MAX_LINE_LENGTH,
             read_size: CHUNK,
-            failed: None,
             consumed: 0,
             wait: WaitTimer::default(),
         }
@@ -190,17 +241,20 @@ impl ByteReadChannel {
     }
 
     /// Bytes buffered and readable without waiting.
+    #[inline]
     pub fn available_for_read(&self) -> usize {
         self.end - self.start
     }
 
     /// The bytes buffered now, readable without waiting (a peek: nothing is consumed).
+    #[inline]
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
 
     /// Whether a whole line (a `\n`) is buffered, so [`read_line`](Self::read_line) will not
     /// wait. Servers use it to flush replies once per batch of pipelined lines.
+    #[inline]
     pub fn has_line(&self) -> bool {
         let rest = self.buffered();
         !rest.is_empty() && memchr(b'\n', rest).is_some()
@@ -209,9 +263,12 @@ impl ByteReadChannel {
     /// Whether nothing more can be read: end of stream reached (or a read failed) and the
     /// buffer is empty, or the channel was cancelled, or the socket was closed.
     pub fn is_closed_for_read(&self) -> bool {
-        self.cancelled
-            || ((self.eof || self.failed.is_some()) && self.start == self.end)
-            || self.src.is_closed()
+        let done = match self.state {
+            State::Open => false,
+            State::Eof | State::Failed(_) => self.start == self.end,
+            State::Cancelled => true,
+        };
+        done || self.src.is_closed()
     }
 
     /// Bytes the reader has consumed from this channel so far (Ktor's `totalBytesRead`),
@@ -224,7 +281,7 @@ impl ByteReadChannel {
     /// Stops reading: buffered bytes are dropped and every later read fails with
     /// [`Error::Closed`].
     pub fn cancel(&mut self) {
-        self.cancelled = true;
+        self.state = State::Cancelled;
         self.release();
         self.start = 0;
         self.end = 0;
@@ -247,10 +304,10 @@ impl ByteReadChannel {
     /// [`Error::LineTooLong`] and consumes nothing.
     ///
     /// Cancel-safe: dropped before it completes, it consumes nothing.
-    pub async fn read_line(&mut self) -> Result<Option<&[u8]>> {
+    #[inline]
+    pub fn read_line(&mut self) -> impl Future<Output = Result<Option<&[u8]>>> + '_ {
         self.begin();
-        let found = poll_fn(|cx| self.poll_find(cx, b"\n", true)).await?;
-        Ok(found.map(|f| &self.buf[f.start..f.end]))
+        ReadLine { ch: Some(self) }
     }
 
     /// Reads a line as text, like Ktor's `readUTF8Line`: `\n` and `\r\n` both end a line, the
@@ -322,13 +379,14 @@ impl ByteReadChannel {
     /// write straight from the channel's buffer, without a copy.
     ///
     /// Cancel-safe: dropped before it completes, it consumes nothing.
-    pub async fn fill_buf(&mut self) -> Result<&[u8]> {
+    #[inline]
+    pub fn fill_buf(&mut self) -> impl Future<Output = Result<&[u8]>> + '_ {
         self.begin();
-        poll_fn(|cx| self.poll_ensure(cx, 1)).await?;
-        Ok(self.buffered())
+        FillBuf { ch: Some(self) }
     }
 
     /// Consumes `n` buffered bytes (at most [`available_for_read`](Self::available_for_read)).
+    #[inline]
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.available_for_read());
         self.advance(n);
@@ -427,6 +485,7 @@ impl ByteReadChannel {
 
     // ---- the machinery ----
 
+    #[inline]
     fn advance(&mut self, n: usize) {
         self.consumed += n as u64;
         self.start += n;
@@ -444,7 +503,7 @@ impl ByteReadChannel {
         let kept = Failure::of(&e);
         let err = Error::io("read", e);
         if kept.os.is_some() && !matches!(err, Error::Timeout) {
-            self.failed = Some(kept);
+            self.state = State::Failed(kept);
         }
         err
     }
@@ -454,13 +513,15 @@ impl ByteReadChannel {
         self.wait.restart();
     }
 
+    /// Gives the buffer back to the pool and its bytes back to the budget.
     #[inline]
     fn release(&mut self) {
-        if let Some((b, h)) = &self.budget {
-            if self.counted > 0 {
+        // Bytes are counted only under a budget: one check without one.
+        if self.counted > 0 {
+            if let Some((b, h)) = &self.budget {
                 b.give(h, self.counted);
-                self.counted = 0;
             }
+            self.counted = 0;
         }
         buffer::give(std::mem::take(&mut self.buf));
     }
@@ -509,7 +570,7 @@ impl ByteReadChannel {
     fn notify_finished(&mut self) {
         if !self.notified {
             self.notified = true;
-            self.src.read_finished(self.eof);
+            self.src.read_finished(matches!(self.state, State::Eof));
         }
     }
 
@@ -518,19 +579,42 @@ impl ByteReadChannel {
     /// read). Growth reserves exactly: a capped buffer never gets the allocator's doubling.
     ///
     /// Returns `false` when the memory budget refuses the room (the channel is shed).
+    #[inline(always)]
     fn make_room(&mut self, cap: usize) -> bool {
-        if self.buf.is_empty() {
-            // A bulk stream gets its full-size buffer back (pooled, so not zeroed again).
-            let size = if self.read_size >= BULK { BULK } else { CHUNK };
-            if !self.count(size) {
+        // The usual cases, decided here: bytes buffered with room after them, or nothing
+        // buffered, so reads start over at the front of a buffer (taken now if none is held)
+        // of the size they want.
+        let room = if self.start == self.end {
+            if self.buf.is_empty() && !self.take_buffer() {
                 return false;
             }
-            self.buf = buffer::take(size);
-        }
-        if self.start == self.end {
             self.start = 0;
             self.end = 0;
             self.scanned = 0;
+            self.buf.len() >= self.read_size
+        } else {
+            self.end < self.buf.len()
+        };
+        room || self.make_room_slow(cap)
+    }
+
+    /// Takes a buffer from the pool: a channel holds none while it waits on an empty one.
+    /// A bulk stream gets its full-size buffer back (pooled, so not zeroed again).
+    #[inline]
+    fn take_buffer(&mut self) -> bool {
+        let size = if self.read_size >= BULK { BULK } else { CHUNK };
+        if !self.count(size) {
+            return false;
+        }
+        self.buf = buffer::take(size);
+        true
+    }
+
+    /// [`make_room`](Self::make_room) when it has to take, compact or grow the buffer.
+    #[inline(never)]
+    fn make_room_slow(&mut self, cap: usize) -> bool {
+        if self.start == self.end {
+            // Empty, at the start of a buffer smaller than reads want (make_room took it).
             if self.buf.len() < self.read_size {
                 if !self.count(self.read_size) {
                     return false;
@@ -585,15 +669,10 @@ impl ByteReadChannel {
     }
 
     /// [`poll_fill`](Self::poll_fill) with the buffer kept within `cap` bytes.
+    #[inline(always)]
     fn poll_fill_capped(&mut self, cx: &mut Context<'_>, cap: usize) -> Poll<Result<usize>> {
-        if self.cancelled {
-            return Poll::Ready(Err(Error::Closed("read channel")));
-        }
-        if let Some(f) = self.failed {
-            return Poll::Ready(Err(f.error()));
-        }
-        if self.eof {
-            return Poll::Ready(Ok(0));
+        if !matches!(self.state, State::Open) {
+            return Poll::Ready(self.stopped());
         }
         // A shed channel needs no check here: shedding closes its source, so the read below
         // fails and is reported as shed.
@@ -604,14 +683,7 @@ impl ByteReadChannel {
         let upto = self.buf.len().min(self.end + MAX_READ_SIZE);
         let asked = upto - self.end;
         match self.src.poll_read(cx, &mut self.buf[self.end..upto]) {
-            // A shed connection's socket is closed under it: that is no end of stream.
-            Poll::Ready(Ok(0)) if self.shed_error().is_some() => self.shed(),
-            Poll::Ready(Ok(0)) => {
-                self.eof = true;
-                self.notify_finished();
-                Poll::Ready(Ok(0))
-            }
-            Poll::Ready(Ok(n)) => {
+            Poll::Ready(Ok(n)) if n > 0 => {
                 if n == asked && asked >= self.read_size && self.read_size < MAX_READ_SIZE {
                     self.read_size *= 2;
                 }
@@ -619,14 +691,40 @@ impl ByteReadChannel {
                 self.wait.restart();
                 Poll::Ready(Ok(n))
             }
-            Poll::Ready(Err(_)) if self.shed_error().is_some() => self.shed(),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(self.fail(e))),
             Poll::Pending => {
                 if self.start == self.end {
                     self.release();
                 }
                 super::poll_timed_out(&mut self.wait, cx, &*self.src)
             }
+            Poll::Ready(r) => self.read_ended(r),
+        }
+    }
+
+    /// What a read returns once reading stopped: nothing at end of stream, else the error.
+    #[cold]
+    fn stopped(&self) -> Result<usize> {
+        match self.state {
+            State::Open | State::Eof => Ok(0),
+            State::Failed(f) => Err(f.error()),
+            State::Cancelled => Err(Error::Closed("read channel")),
+        }
+    }
+
+    /// A read from the source brought end of stream (`Ok(0)`) or an error.
+    #[cold]
+    fn read_ended(&mut self, r: io::Result<usize>) -> Poll<Result<usize>> {
+        if self.shed_error().is_some() {
+            // A shed connection's socket is closed under it: that is no end of stream.
+            return self.shed();
+        }
+        match r {
+            Ok(_) => {
+                self.state = State::Eof;
+                self.notify_finished();
+                Poll::Ready(Ok(0))
+            }
+            Err(e) => Poll::Ready(Err(self.fail(e))),
         }
     }
 
@@ -646,11 +744,11 @@ impl ByteReadChannel {
             return Poll::Ready(Ok(0));
         }
         if self.available_for_read() == 0 {
-            if dst.len() >= CHUNK && !self.eof && !self.cancelled && self.failed.is_none() {
+            if dst.len() >= CHUNK && matches!(self.state, State::Open) {
                 // Big destination, nothing buffered: read straight into it.
                 return match self.src.poll_read(cx, dst) {
                     Poll::Ready(Ok(0)) => {
-                        self.eof = true;
+                        self.state = State::Eof;
                         self.notify_finished();
                         Poll::Ready(Ok(0))
                     }
@@ -676,8 +774,15 @@ impl ByteReadChannel {
         Poll::Ready(Ok(n))
     }
 
+    /// [`poll_find`](Self::poll_find) for a line: `\n`, with a `\r` before it left out. A copy
+    /// of its own, compiled for these constants (no delimiter length or `\r` flag to look at).
+    fn poll_line(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Found>>> {
+        self.poll_find(cx, b"\n", true)
+    }
+
     /// Finds the next record ending in `delim` and consumes it with its delimiter; with
     /// `strip_cr` a `\r` before the delimiter is left out of the record too.
+    #[inline(always)]
     fn poll_find(
         &mut self,
         cx: &mut Context<'_>,
@@ -685,42 +790,19 @@ impl ByteReadChannel {
         strip_cr: bool,
     ) -> Poll<Result<Option<Found>>> {
         let slack = delim.len() + usize::from(strip_cr);
-        // The most a search ever buffers: a record at the limit, its terminator, one read.
-        let cap = self
-            .max_line
-            .saturating_add(slack)
-            .saturating_add(MAX_READ_SIZE);
         loop {
             let from = self.start + self.scanned;
-            let hay = &self.buf[from..self.end];
-            let hit = if hay.is_empty() {
-                // Nothing new to search (the usual case right after a record): no call.
-                None
-            } else if delim.len() == 1 {
-                memchr(delim[0], hay)
-            } else {
-                memmem::find(hay, delim)
-            };
-            if let Some(i) = hit {
-                let at = from + i;
-                let mut end = at;
-                if strip_cr && end > self.start && self.buf[end - 1] == b'\r' {
-                    end -= 1;
-                }
-                if end - self.start > self.max_line {
-                    return Poll::Ready(Err(Error::LineTooLong {
-                        limit: self.max_line,
-                    }));
-                }
-                let found = Found {
-                    start: self.start,
-                    end,
+            // Nothing new to search (the usual case right after a record): no call.
+            if from < self.end {
+                let hay = &self.buf[from..self.end];
+                let hit = if delim.len() == 1 {
+                    memchr(delim[0], hay)
+                } else {
+                    find_delimiter(hay, delim)
                 };
-                // Consume without resetting offsets: the caller borrows `buf[start..end]`.
-                self.consumed += (at + delim.len() - self.start) as u64;
-                self.start = at + delim.len();
-                self.scanned = 0;
-                return Poll::Ready(Ok(Some(found)));
+                if let Some(i) = hit {
+                    return Poll::Ready(self.take_record(from + i, delim.len(), strip_cr));
+                }
             }
             let buffered = self.available_for_read();
             self.scanned = buffered.saturating_sub(delim.len() - 1);
@@ -738,27 +820,75 @@ impl ByteReadChannel {
                     return Poll::Pending;
                 }
             }
+            // The most a search ever buffers: a record at the limit, its terminator, one read.
+            let cap = self
+                .max_line
+                .saturating_add(slack)
+                .saturating_add(MAX_READ_SIZE);
             if ready!(self.poll_fill_capped(cx, cap))? == 0 {
-                if buffered == 0 {
-                    return Poll::Ready(Ok(None));
-                }
-                // The check above leaves room for a terminator that never came.
-                if buffered > self.max_line {
-                    return Poll::Ready(Err(Error::LineTooLong {
-                        limit: self.max_line,
-                    }));
-                }
-                let found = Found {
-                    start: self.start,
-                    end: self.end,
-                };
-                self.consumed += (self.end - self.start) as u64;
-                self.start = self.end;
-                self.scanned = 0;
-                return Poll::Ready(Ok(Some(found)));
+                return Poll::Ready(self.take_last_record());
             }
         }
     }
+
+    /// Consumes the record whose delimiter (`delim_len` bytes) starts at `at`.
+    #[inline]
+    fn take_record(
+        &mut self,
+        at: usize,
+        delim_len: usize,
+        strip_cr: bool,
+    ) -> Result<Option<Found>> {
+        let mut end = at;
+        if strip_cr && end > self.start && self.buf[end - 1] == b'\r' {
+            end -= 1;
+        }
+        if end - self.start > self.max_line {
+            return Err(Error::LineTooLong {
+                limit: self.max_line,
+            });
+        }
+        let found = Found {
+            start: self.start,
+            end,
+        };
+        // Consume without resetting offsets: the caller borrows `buf[start..end]`.
+        self.consumed += (at + delim_len - self.start) as u64;
+        self.start = at + delim_len;
+        self.scanned = 0;
+        Ok(Some(found))
+    }
+
+    /// End of stream during a search: what is buffered is the last record, without its
+    /// terminator (none when nothing is).
+    #[cold]
+    fn take_last_record(&mut self) -> Result<Option<Found>> {
+        let buffered = self.available_for_read();
+        if buffered == 0 {
+            return Ok(None);
+        }
+        // The search leaves room for a terminator that never came.
+        if buffered > self.max_line {
+            return Err(Error::LineTooLong {
+                limit: self.max_line,
+            });
+        }
+        let found = Found {
+            start: self.start,
+            end: self.end,
+        };
+        self.consumed += buffered as u64;
+        self.start = self.end;
+        self.scanned = 0;
+        Ok(Some(found))
+    }
+}
+
+/// Where `delim` (two bytes or more) first occurs in `hay`. Kept out of line: its searcher is
+/// large, and the one-byte line search it would sit beside runs on every message.
+#[inline(never)]
+fn find_delimiter(hay: &[u8], delim: &[u8]) -> Option<usize> {
+    memmem::find(hay, delim)
 }
 
 impl Drop for ByteReadChannel {
@@ -806,7 +936,7 @@ impl ByteReadChannel {
     /// Whether the next bytes may be taken from the source directly: nothing is buffered and
     /// the stream has not ended, failed or been cancelled.
     pub(super) fn can_splice(&self) -> bool {
-        self.start == self.end && !self.eof && !self.cancelled && self.failed.is_none()
+        self.start == self.end && matches!(self.state, State::Open)
     }
 
     /// A copy starts: its waits get a full `socket_timeout`.
@@ -825,7 +955,7 @@ impl ByteReadChannel {
     pub(super) fn spliced(&mut self, r: io::Result<usize>) -> Result<usize> {
         match r {
             Ok(0) => {
-                self.eof = true;
+                self.state = State::Eof;
                 self.notify_finished();
                 Ok(0)
             }

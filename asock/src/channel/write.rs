@@ -1,7 +1,8 @@
 //! [`ByteWriteChannel`]: the write half of a connection.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
@@ -130,6 +131,7 @@ impl ByteWriteChannel {
 
     /// Bytes written but not yet handed to the socket (including bytes a dropped
     /// [`copy_to`](crate::ByteReadChannel::copy_to) left in flight: they go out first).
+    #[inline]
     pub fn queued(&self) -> usize {
         self.buf.len() - self.pos + self.spliced.as_ref().map_or(0, Spliced::pending)
     }
@@ -145,29 +147,18 @@ impl ByteWriteChannel {
     /// Cancel-safe once polled: from its first poll its bytes are sent or queued in the channel,
     /// never half-queued, so a later write, [`flush`](Self::flush), `close` or the drop sends
     /// them once, in order.
-    pub async fn write_fully(&mut self, data: &[u8]) -> Result<()> {
-        // One `poll_fn` with the steps as states, so a write that completes at once (the usual
-        // case) costs one poll and no nested futures.
-        let mut then = None;
-        poll_fn(|cx| {
-            let next = match then {
-                Some(next) => next,
-                None => *then.insert(self.start_write(cx, data)?),
-            };
-            match next {
-                AfterWrite::Done => Poll::Ready(Ok(())),
-                AfterWrite::Flush => self.poll_flush_all(cx),
-                AfterWrite::FlushSource => {
-                    self.src.poll_flush(cx).map_err(|e| Error::io("flush", e))
-                }
-            }
-        })
-        .await
+    #[inline]
+    pub fn write_fully<'a>(&'a mut self, data: &'a [u8]) -> impl Future<Output = Result<()>> + 'a {
+        WriteFully {
+            ch: self,
+            data,
+            then: None,
+        }
     }
 
     /// The first poll of a write: sends what the socket takes at once (when nothing is queued
     /// and the write is to be flushed or is large) and queues the rest. Says what must follow.
-    #[inline]
+    #[inline(always)]
     fn start_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Result<AfterWrite> {
         if self.closed {
             return Err(Error::Closed("write channel"));
@@ -175,13 +166,14 @@ impl ByteWriteChannel {
         self.wait.restart();
         self.written += data.len() as u64;
         let mut rest = data;
-        if self.queued() == 0 && (self.auto_flush || data.len() >= FLUSH_AT) {
+        let mut queued = self.queued();
+        if queued == 0 && (self.auto_flush || data.len() >= FLUSH_AT) {
             rest = self.write_direct(cx, data)?;
         }
         if !rest.is_empty() {
             self.buf.extend_from_slice(rest);
+            queued += rest.len();
         }
-        let queued = self.queued();
         Ok(if queued > 0 && (self.auto_flush || queued >= FLUSH_AT) {
             AfterWrite::Flush
         } else if self.auto_flush && self.source_buffers {
@@ -229,9 +221,10 @@ impl ByteWriteChannel {
     /// Sends everything queued.
     ///
     /// Cancel-safe: a dropped flush leaves the rest queued; call it again.
-    pub async fn flush(&mut self) -> Result<()> {
+    #[inline]
+    pub fn flush(&mut self) -> impl Future<Output = Result<()>> + '_ {
         self.wait.restart();
-        poll_fn(|cx| self.poll_flush_all(cx)).await
+        Flush { ch: self }
     }
 
     /// Flushes, then shuts down the write half: the peer reads end of stream. Later writes fail
@@ -275,13 +268,16 @@ impl ByteWriteChannel {
     }
 
     /// Writes the queue out.
+    #[inline(always)]
     fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        ready!(copy::poll_drain(
-            &*self.src,
-            &mut self.spliced,
-            &mut self.wait,
-            cx
-        ))?;
+        if self.spliced.is_some() {
+            ready!(copy::poll_drain(
+                &*self.src,
+                &mut self.spliced,
+                &mut self.wait,
+                cx
+            ))?;
+        }
         while self.pos < self.buf.len() {
             match self.src.poll_write(cx, &self.buf[self.pos..]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(write_zero())),
@@ -303,12 +299,58 @@ impl ByteWriteChannel {
         Poll::Ready(Ok(()))
     }
 
+    #[inline(always)]
     fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         ready!(self.poll_write_queue(cx))?;
         if !self.source_buffers {
             return Poll::Ready(Ok(()));
         }
         self.src.poll_flush(cx).map_err(|e| Error::io("flush", e))
+    }
+}
+
+/// The future of [`ByteWriteChannel::write_fully`]: one type with the steps as states, so a
+/// write that completes at once (the usual case) costs one poll, inlined into the caller's.
+struct WriteFully<'a> {
+    ch: &'a mut ByteWriteChannel,
+    data: &'a [u8],
+    /// What follows the first poll, once it ran.
+    then: Option<AfterWrite>,
+}
+
+impl Future for WriteFully<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        let next = match this.then {
+            Some(next) => next,
+            None => *this.then.insert(this.ch.start_write(cx, this.data)?),
+        };
+        match next {
+            AfterWrite::Done => Poll::Ready(Ok(())),
+            AfterWrite::Flush => this.ch.poll_flush_all(cx),
+            AfterWrite::FlushSource => this
+                .ch
+                .src
+                .poll_flush(cx)
+                .map_err(|e| Error::io("flush", e)),
+        }
+    }
+}
+
+/// The future of [`ByteWriteChannel::flush`].
+struct Flush<'a> {
+    ch: &'a mut ByteWriteChannel,
+}
+
+impl Future for Flush<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().ch.poll_flush_all(cx)
     }
 }
 
