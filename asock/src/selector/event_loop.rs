@@ -1,7 +1,7 @@
 //! One event loop: a thread that owns a `mio::Poll`, a local run queue, a timer heap and an
 //! injection queue that other threads push to.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
@@ -64,6 +64,12 @@ pub(crate) struct Local {
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Local>>> = const { RefCell::new(None) };
+    /// The loop running on this thread (null for none), compared by address: the one check a
+    /// wake-up makes to know whether it may push straight onto [`QUEUE`].
+    static HOME: Cell<*const LoopShared> = const { Cell::new(std::ptr::null()) };
+    /// The run queue of the loop on this thread: a wake-up on the task's own loop pushes here
+    /// with no lock and no atomic.
+    static QUEUE: RefCell<VecDeque<Arc<Task<LoopShared>>>> = const { RefCell::new(VecDeque::new()) };
 }
 
 /// Runs `f` with the loop that owns the current thread, if any.
@@ -112,22 +118,21 @@ impl LoopShared {
         }
     }
 
-    /// Moves the queued tasks into `batch` (which must be empty), new ones after them (entered
-    /// in `local`): `false` when there were none.
-    fn take_tasks(
-        &self,
-        batch: &mut VecDeque<Arc<Task<LoopShared>>>,
-        local: &mut LocalTasks,
-    ) -> bool {
+    /// Queues a task woken on another thread, waking the loop if it sleeps.
+    fn inject(&self, task: Arc<Task<Self>>) {
         let mut inj = lock(&self.inject);
-        if inj.tasks.is_empty() && inj.new.is_empty() {
-            return false;
+        if inj.closed {
+            // Its future was dropped when the loop exited.
+            return;
         }
-        std::mem::swap(&mut inj.tasks, batch);
-        for new in inj.new.drain(..) {
-            batch.push_back(local.admit(new));
-        }
-        true
+        inj.tasks.push_back(task);
+        self.wake_if_sleeping(inj);
+    }
+
+    /// Moves the tasks queued from other threads onto this thread's run queue, new ones
+    /// (entered in `local`) after them: `false` when there were none.
+    fn take_tasks(&self, local: &mut LocalTasks) -> bool {
+        take_tasks(&mut lock(&self.inject), local)
     }
 
     fn wake_if_sleeping(&self, inj: MutexGuard<'_, Inject>) {
@@ -202,19 +207,15 @@ impl LoopShared {
 }
 
 impl Schedule for LoopShared {
-    /// Schedules a task on this loop, from any thread: onto the run queue, waking the loop if
-    /// it sleeps (on its own thread it never does).
+    /// Schedules a task on its loop: on the loop's own thread a push onto [`QUEUE`] (no lock,
+    /// no atomic), from any other thread through the injection queue.
     #[inline]
-    fn schedule(&self, task: Arc<Task<Self>>) {
-        let mut inj = lock(&self.inject);
-        if inj.closed {
-            // Its future was dropped when the loop exited.
+    fn schedule(task: Arc<Task<Self>>) {
+        if HOME.get() == Arc::as_ptr(task.home()) {
+            QUEUE.with_borrow_mut(|q| q.push_back(task));
             return;
         }
-        inj.tasks.push_back(task);
-        if inj.sleeping {
-            self.wake_sleeping(inj);
-        }
+        task.home().clone().inject(task);
     }
 
     /// Hands a new task to this loop. On a closed loop it is dropped at once (its handle
@@ -263,7 +264,8 @@ pub(crate) fn run(
     // The futures of this loop's tasks, and the tasks being run, taken from the run queue a
     // whole queue at a time.
     let mut tasks = LocalTasks::default();
-    let mut batch: VecDeque<Arc<Task<LoopShared>>> = VecDeque::with_capacity(64);
+    HOME.set(Arc::as_ptr(&shared));
+    QUEUE.with_borrow_mut(|q| q.reserve(64));
     lock(&shared.inject).tasks.reserve(64);
     super::coop::enter();
     let mut events = Events::with_capacity(1024);
@@ -279,13 +281,13 @@ pub(crate) fn run(
         // 1. Run what is ready, up to a budget.
         let mut ran = 0;
         while ran < TASK_BUDGET {
-            match batch.pop_front() {
+            match QUEUE.with_borrow_mut(VecDeque::pop_front) {
                 Some(task) => {
                     super::coop::reset();
-                    tasks.run(task, &shared);
+                    tasks.run(task);
                     ran += 1;
                 }
-                None if shared.take_tasks(&mut batch, &mut tasks) => {}
+                None if shared.take_tasks(&mut tasks) => {}
                 None => break,
             }
         }
@@ -298,11 +300,13 @@ pub(crate) fn run(
         {
             let mut inj = lock(&shared.inject);
             take_timers(&local, &mut inj);
+            // Every iteration, not only when the queue runs dry: a task that keeps yielding
+            // must not keep the tasks woken from other threads off the queue.
+            take_tasks(&mut inj, &mut tasks);
             let busy = config
                 .busy_poll
                 .is_some_and(|spin| last_activity.elapsed() < spin);
-            let queued = !batch.is_empty() || !inj.tasks.is_empty() || !inj.new.is_empty();
-            if queued || super::coop::any_deferred() || busy {
+            if !QUEUE.with_borrow(VecDeque::is_empty) || super::coop::any_deferred() || busy {
                 timeout = Some(Duration::ZERO);
             } else {
                 inj.sleeping = true;
@@ -344,7 +348,7 @@ pub(crate) fn run(
                 }
                 if ios.len() < shrunk.1 {
                     // Most sockets left: give back what the tables grew to for them.
-                    shrink_tables(&shared, &mut ios, &mut tasks, &mut batch);
+                    shrink_tables(&shared, &mut ios, &mut tasks);
                     shrunk = (ios.capacity(), ios.len() / 2);
                 }
             }
@@ -364,7 +368,7 @@ pub(crate) fn run(
         // 5. Fire expired timers.
         let now = Instant::now();
         local.timers.borrow_mut().fire_expired(now);
-        if any || !batch.is_empty() || ran > 0 {
+        if any || ran > 0 || !QUEUE.with_borrow(VecDeque::is_empty) {
             last_activity = now;
         }
     }
@@ -379,7 +383,10 @@ pub(crate) fn run(
             std::mem::take(&mut inj.timers),
         )
     };
-    drop((batch, leftover));
+    // From here wake-ups go to the closed injection queue, which drops them.
+    HOME.set(std::ptr::null());
+    let queued = QUEUE.with_borrow_mut(std::mem::take);
+    drop((queued, leftover));
     // Every task of the loop ends here, on its own thread (its handle says cancelled).
     drop(tasks);
     for t in timers {
@@ -392,18 +399,28 @@ pub(crate) fn run(
 
 /// Shrinks the loop's tables after most of its sockets left (a burst of connections came and
 /// went).
-fn shrink_tables(
-    shared: &LoopShared,
-    ios: &mut Slab<Arc<dyn LoopIo>>,
-    tasks: &mut LocalTasks,
-    batch: &mut VecDeque<Arc<Task<LoopShared>>>,
-) {
+fn shrink_tables(shared: &LoopShared, ios: &mut Slab<Arc<dyn LoopIo>>, tasks: &mut LocalTasks) {
     // Keys stay valid: only vacant entries at the end go.
     ios.shrink_to_fit();
     tasks.shrink();
     lock(&shared.inject).tasks.shrink_to_fit();
-    batch.shrink_to_fit();
+    QUEUE.with_borrow_mut(VecDeque::shrink_to_fit);
     super::coop::shrink();
+}
+
+/// Moves the tasks in `inj` onto this thread's run queue (new ones entered in `local`):
+/// `false` when there were none.
+fn take_tasks(inj: &mut Inject, local: &mut LocalTasks) -> bool {
+    if inj.tasks.is_empty() && inj.new.is_empty() {
+        return false;
+    }
+    QUEUE.with_borrow_mut(|q| {
+        q.append(&mut inj.tasks);
+        for new in inj.new.drain(..) {
+            q.push_back(local.admit(new));
+        }
+    });
+    true
 }
 
 fn take_timers(local: &Local, inj: &mut Inject) {

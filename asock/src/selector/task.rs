@@ -44,8 +44,9 @@ const DONE: u8 = 8;
 /// Where a task runs: its event loop, seen from here (the loop is above this module, and
 /// names itself as `S`, so the calls are direct).
 pub(crate) trait Schedule: Send + Sync + Sized + 'static {
-    /// Puts a woken task on the loop's run queue (from any thread).
-    fn schedule(&self, task: Arc<Task<Self>>);
+    /// Puts a woken task on its loop's run queue (from any thread; the loop is
+    /// [`Task::home`]).
+    fn schedule(task: Arc<Task<Self>>);
     /// Hands a new task to the loop; on a closed loop it is dropped at once.
     fn spawn(&self, new: NewTask<Self>);
 }
@@ -69,6 +70,11 @@ struct Output {
 }
 
 impl<S: Schedule> Task<S> {
+    /// The loop the task runs on.
+    pub(crate) fn home(&self) -> &Arc<S> {
+        &self.lp
+    }
+
     /// Ends the task's output: `value` (`None` for a cancelled task); wakes the joiner.
     fn finish(&self, value: Option<Result<Box<dyn Any + Send>>>) {
         let joiner = {
@@ -85,8 +91,7 @@ impl<S: Schedule> Task<S> {
     /// Queues the task unless it is queued, running (its run requeues it) or done.
     fn schedule_if_idle(self: Arc<Self>, prev: u8) {
         if prev & (SCHEDULED | RUNNING | DONE) == 0 {
-            let lp = self.lp.clone();
-            lp.schedule(self);
+            S::schedule(self);
         }
     }
 }
@@ -132,7 +137,7 @@ impl<S: Schedule> Wake for Task<S> {
     fn wake_by_ref(self: &Arc<Self>) {
         let prev = self.state.fetch_or(SCHEDULED, Ordering::AcqRel);
         if prev & (SCHEDULED | RUNNING | DONE) == 0 {
-            self.lp.schedule(self.clone());
+            S::schedule(self.clone());
         }
     }
 }
@@ -170,10 +175,10 @@ impl LocalTasks {
         new.task
     }
 
-    /// Runs a task taken off this loop's run queue: polls it once, requeues it on `lp` if it
-    /// was woken meanwhile, and drops its future once it finished or was cancelled.
+    /// Runs a task taken off this loop's run queue: polls it once, requeues it if it was woken
+    /// meanwhile, and drops its future once it finished or was cancelled.
     #[inline]
-    pub(crate) fn run<S: Schedule>(&mut self, task: Arc<Task<S>>, lp: &S) {
+    pub(crate) fn run<S: Schedule>(&mut self, task: Arc<Task<S>>) {
         // On the queue means SCHEDULED and not RUNNING: the flip clears the one and sets the
         // other in one step, keeping a CANCELLED that arrives at the same time.
         let prev = task.state.fetch_xor(SCHEDULED | RUNNING, Ordering::AcqRel);
@@ -192,7 +197,7 @@ impl LocalTasks {
                 if prev & CANCELLED == 0 {
                     if prev & SCHEDULED != 0 {
                         // Woken while it ran (or it yielded): to the back of the queue.
-                        lp.schedule(task);
+                        S::schedule(task);
                     }
                     return;
                 }
