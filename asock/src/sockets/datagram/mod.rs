@@ -106,9 +106,14 @@ mod tests {
 
     /// Runs `send` with a server and a client on 127.0.0.1 while the next GSO send fails with
     /// `EIO`; afterwards GSO must be off for the client, which `send` hands back.
-    fn with_one_eio<F: std::future::Future<Output = BoundDatagramSocket>>(
-        send: impl FnOnce(BoundDatagramSocket, BoundDatagramSocket) -> F,
-    ) {
+    ///
+    /// `send` runs as a task on the manager's one loop, so the client's sender task runs only
+    /// when `send` waits: datagrams queued one by one before a flush go out as one run, whatever
+    /// the timing (from another thread the loop could drain each as it came, and never try GSO).
+    fn with_one_eio<F>(send: impl FnOnce(BoundDatagramSocket, BoundDatagramSocket) -> F)
+    where
+        F: std::future::Future<Output = BoundDatagramSocket> + Send + 'static,
+    {
         let _turn = HOOK.lock().unwrap_or_else(|e| e.into_inner());
         let sel = SelectorManager::builder().threads(1).build().unwrap();
         sel.run_blocking(async {
@@ -119,7 +124,7 @@ mod tests {
                 "this test needs a kernel with UDP GSO"
             );
             crate::sys::test_hooks::fail_gso_sends(1);
-            let client = send(server, client).await;
+            let client = sel.launch(send(server, client)).await.unwrap();
             assert!(!client.gso_enabled(), "GSO is off for this socket");
         });
     }
