@@ -39,11 +39,9 @@ pub(crate) struct LoopShared {
     cpu: OnceLock<usize>,
 }
 
-/// Work handed to the loop: the run queue, and timers armed from other threads.
-///
-/// The run queue is shared by every thread, the loop's own included: a lock taken and given
-/// back costs fewer instructions than reaching a thread-local queue through its accessor, and
-/// the loop takes the whole queue at once (see [`LoopShared::take_tasks`]).
+/// Work handed to the loop by other threads: tasks woken or launched there, and timers. The
+/// loop moves the tasks onto its thread-local [`QUEUE`] every iteration (one shared queue for
+/// every wake-up took fewer instructions but cost more CPU: two atomics per wake).
 #[derive(Default)]
 struct Inject {
     tasks: VecDeque<Arc<Task<LoopShared>>>,
@@ -261,12 +259,10 @@ pub(crate) fn run(
         timers: RefCell::new(TimerHeap::default()),
     });
     CURRENT.with(|c| *c.borrow_mut() = Some(local.clone()));
-    // The futures of this loop's tasks, and the tasks being run, taken from the run queue a
-    // whole queue at a time.
+    // The futures of this loop's tasks (only this thread touches them).
     let mut tasks = LocalTasks::default();
     HOME.set(Arc::as_ptr(&shared));
     QUEUE.with_borrow_mut(|q| q.reserve(64));
-    lock(&shared.inject).tasks.reserve(64);
     super::coop::enter();
     let mut events = Events::with_capacity(1024);
     let mut wakers: Vec<Waker> = Vec::with_capacity(64);
